@@ -1,0 +1,47 @@
+# Makefile -- thin wrapper: the real build is CMake (build/release, build/test).
+SHELL := /bin/bash
+JOBS  ?= $(shell nproc)
+REL   := build/release
+TST   := build/test
+
+.PHONY: all deps build build-test run test unit integration fmt lint clean
+
+all: build
+
+deps:
+	@tools/dev/deps.sh
+
+$(REL)/Makefile:
+	cmake -S . -B $(REL) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_TESTS=OFF >/dev/null
+
+build: $(REL)/Makefile
+	cmake --build $(REL) -j $(JOBS)
+
+$(TST)/Makefile:
+	cmake -S . -B $(TST) -DCMAKE_BUILD_TYPE=Debug -DSP_SANITIZE=ON >/dev/null
+
+build-test: $(TST)/Makefile
+	cmake --build $(TST) -j $(JOBS)
+
+run: deps build
+	@tools/dev/stack.sh $(REL)
+
+test: deps build-test
+	@cd $(TST) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j 2 $(CTEST_ARGS)
+
+unit: build-test
+	@cd $(TST) && ctest --output-on-failure -L unit
+
+integration: build-test
+	@cd $(TST) && ctest --output-on-failure -L integration
+
+fmt:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint: $(TST)/Makefile
+	@clang-tidy -p $(TST) --quiet $$(git ls-files 'libs/*.c' 'services/*.c' 'tools/*.c')
+
+clean:
+	rm -rf build

@@ -1,0 +1,740 @@
+/* spbus.c -- the bus over cnats: envelope request/reply with deadlines, queue-group serving. */
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "spbus.h"
+
+/* nats-server's max_payload is raised to 8 MB (bus.md): nothing bigger is ever valid. */
+#define SPBUS_MAX_MSG (8u * 1024u * 1024u)
+#define SPBUS_MAX_CONNS 64
+#define SPBUS_MAX_WORKERS 256
+/* How often an idle worker looks at its stop flag. */
+#define SPBUS_POLL_MS 250
+#define SPBUS_STOP_WAIT_MS 15000
+
+typedef struct worker {
+    spbus_service *svc;
+    int index;
+    pthread_t thread;
+    bool started, joined;
+} worker;
+
+struct spbus_service {
+    spbus *bus;
+    spbus_service *next; /* in bus->services, under bus->mu */
+    char *api;
+    spbus_route *routes;
+    size_t nroutes;
+    void *user;
+    int workers;
+    natsConnection *nc; /* the connection 'sub' lives on; replies leave on it */
+    natsSubscription *sub;
+    worker *w;
+    atomic_bool stop;
+};
+
+struct spbus {
+    natsConnection **conns;
+    int nconns;
+    atomic_uint rr;
+    pthread_mutex_t mu;
+    spbus_service *services;
+};
+
+struct spbus_req {
+    spbus_service *svc;
+    natsConnection *nc;
+    natsMsg *msg;
+    sp_arena *arena;
+    const Sp__V1__RequestContext *ctx;
+    const ProtobufCMessage *input;
+    int worker;
+    bool replied;
+};
+
+static bool join_workers(spbus_service *s, int64_t until_us);
+
+/* ---- library and connection ---------------------------------------------------------- */
+
+static pthread_once_t g_open_once = PTHREAD_ONCE_INIT;
+static natsStatus g_open_status = NATS_OK;
+
+/* Spin count 0: no lock spinning, which only burns the 2 cores (pitfalls.md). */
+static void open_library(void)
+{
+    g_open_status = nats_Open(0);
+}
+
+static void *arena_alloc(void *data, size_t n)
+{
+    return sp_arena_alloc((sp_arena *)data, n);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+ProtobufCAllocator spbus_arena_allocator(sp_arena *a)
+{
+    ProtobufCAllocator al = {.alloc = arena_alloc, .free = arena_free, .allocator_data = a};
+    return al;
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)closure;
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    sp_log_info(NULL, "nats_connected", "url", url);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    sp_log_warn(NULL, "nats_disconnected");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)closure;
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    sp_log_info(NULL, "nats_reconnected", "url", url);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    (void)closure;
+    sp_log_warn(NULL, "nats_async_error", "error", natsStatus_GetText(err));
+}
+
+/* 250 ms, doubling per round over the server list, capped at 2 s, with up to 20% jitter so
+ * that every replica does not hit a restarted server in the same millisecond. */
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    int64_t d = 250;
+    for (int i = 1; i < attempts && d < 2000; i++)
+        d *= 2;
+    if (d > 2000) d = 2000;
+    return d + (int64_t)(rand() % (int)(d / 5 + 1));
+}
+
+/* Splits 'url' at commas into natsOptions_SetServers. */
+static natsStatus set_servers(natsOptions *o, const char *url)
+{
+    char *copy = strdup(url);
+    if (copy == NULL) return NATS_NO_MEMORY;
+    const char *list[32];
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t != NULL && n < 32;
+         t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (*t != '\0') list[n++] = t;
+    }
+    natsStatus s = n > 0 ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
+    free(copy);
+    return s;
+}
+
+static natsStatus build_options(natsOptions **out, const spbus_opts *opts)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK) s = set_servers(o, opts->url);
+    if (s == NATS_OK && opts->user != NULL && opts->user[0] != '\0')
+        s = natsOptions_SetUserInfo(o, opts->user, opts->password ? opts->password : "");
+    if (s == NATS_OK && opts->name != NULL && opts->name[0] != '\0')
+        s = natsOptions_SetName(o, opts->name);
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK) s = natsOptions_SetReconnectJitter(o, 50, 250);
+    /* Overrides wait and jitter above with the 250 ms .. 2 s backoff. */
+    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
+    /* A connected callback makes the first connect asynchronous: without one cnats retries
+     * in the caller's thread, forever with unlimited reconnects. */
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetCustomInboxPrefix(o, "_SP_INBOX");
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, NULL);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return s;
+    }
+    *out = o;
+    return NATS_OK;
+}
+
+sp_status spbus_connect(spbus **out, const spbus_opts *opts)
+{
+    if (out == NULL) return SP_ERR_INTERNAL;
+    *out = NULL;
+    if (opts == NULL || opts->url == NULL || opts->url[0] == '\0') return SP_ERR_VALIDATION_FAILED;
+    int n = opts->connections < 1 ? 1 : opts->connections;
+    if (n > SPBUS_MAX_CONNS) n = SPBUS_MAX_CONNS;
+
+    pthread_once(&g_open_once, open_library);
+    if (g_open_status != NATS_OK) {
+        sp_log_error(NULL, "nats_open_failed", "error", natsStatus_GetText(g_open_status));
+        return SP_ERR_INTERNAL;
+    }
+
+    natsOptions *o = NULL;
+    natsStatus ns = build_options(&o, opts);
+    if (ns != NATS_OK) {
+        sp_log_error(NULL, "nats_options_invalid", "error", natsStatus_GetText(ns));
+        return SP_ERR_VALIDATION_FAILED;
+    }
+    spbus *b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL) {
+        free(b);
+        natsOptions_Destroy(o);
+        return SP_ERR_INTERNAL;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    atomic_init(&b->rr, 0);
+    for (int i = 0; i < n; i++) {
+        ns = natsConnection_Connect(&b->conns[i], o);
+        if (ns == NATS_NOT_YET_CONNECTED) {
+            sp_log_warn(NULL, "nats_not_yet_connected", "url", opts->url);
+        } else if (ns != NATS_OK) {
+            sp_log_error(NULL, "nats_connect_failed", "url", opts->url, "error",
+                         natsStatus_GetText(ns));
+            break;
+        }
+        b->nconns++;
+    }
+    natsOptions_Destroy(o);
+    if (ns != NATS_OK && ns != NATS_NOT_YET_CONNECTED) {
+        spbus_destroy(b);
+        return SP_ERR_UNAVAILABLE;
+    }
+    *out = b;
+    return SP_OK;
+}
+
+bool spbus_connected(const spbus *b)
+{
+    if (b == NULL) return false;
+    for (int i = 0; i < b->nconns; i++)
+        if (natsConnection_Status(b->conns[i]) == NATS_CONN_STATUS_CONNECTED) return true;
+    return false;
+}
+
+/* The next connection round-robin that is connected, or NULL when none is. */
+static natsConnection *pick_conn(spbus *b)
+{
+    unsigned start = atomic_fetch_add_explicit(&b->rr, 1, memory_order_relaxed);
+    for (int i = 0; i < b->nconns; i++) {
+        natsConnection *nc = b->conns[(start + (unsigned)i) % (unsigned)b->nconns];
+        if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) return nc;
+    }
+    return NULL;
+}
+
+void spbus_drain(spbus *b, int timeout_ms)
+{
+    if (b == NULL) return;
+    int64_t until = sp_monotonic_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
+    pthread_mutex_lock(&b->mu);
+    for (spbus_service *s = b->services; s != NULL; s = s->next)
+        if (s->sub != NULL) natsSubscription_Drain(s->sub);
+    for (spbus_service *s = b->services; s != NULL; s = s->next) {
+        if (s->sub == NULL) continue;
+        int64_t left = (until - sp_monotonic_us()) / 1000;
+        natsStatus ns = natsSubscription_WaitForDrainCompletion(s->sub, left > 0 ? left : 1);
+        if (ns != NATS_OK && ns != NATS_INVALID_SUBSCRIPTION)
+            sp_log_warn(NULL, "bus_drain_incomplete", "api", s->api, "error",
+                        natsStatus_GetText(ns));
+        /* The queue is empty now; wait for the handlers still running. */
+        atomic_store(&s->stop, true);
+        if (!join_workers(s, until)) sp_log_warn(NULL, "bus_drain_handlers_running", "api", s->api);
+    }
+    pthread_mutex_unlock(&b->mu);
+    /* What handlers published must leave before the connections close. */
+    for (int i = 0; i < b->nconns; i++) {
+        int64_t left = (until - sp_monotonic_us()) / 1000;
+        if (natsConnection_Status(b->conns[i]) == NATS_CONN_STATUS_CONNECTED)
+            natsConnection_FlushTimeout(b->conns[i], left > 100 ? left : 100);
+        natsConnection_Close(b->conns[i]);
+    }
+}
+
+/* Destroys the services still registered, then the connections. */
+void spbus_destroy(spbus *b)
+{
+    if (b == NULL) return;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        spbus_service *s = b->services;
+        pthread_mutex_unlock(&b->mu);
+        if (s == NULL) break;
+        spbus_service_destroy(s);
+    }
+    for (int i = 0; i < b->nconns; i++)
+        natsConnection_Destroy(b->conns[i]);
+    free(b->conns);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* ---- client side ------------------------------------------------------------------------ */
+
+static sp_status map_nats(natsStatus ns)
+{
+    switch (ns) {
+    case NATS_OK:
+        return SP_OK;
+    case NATS_INVALID_ARG:
+    case NATS_INVALID_SUBJECT:
+    case NATS_NO_MEMORY:
+        return SP_ERR_INTERNAL;
+    case NATS_MAX_PAYLOAD:
+        return SP_ERR_PAYLOAD_TOO_LARGE;
+    default:
+        return SP_ERR_UNAVAILABLE; /* timeout, no responders, closed, reconnecting */
+    }
+}
+
+/* Packs 'm' into a buffer from 'arena'; an empty message packs to zero bytes. */
+static sp_status pack_in_arena(uint8_t **buf, size_t *len, const ProtobufCMessage *m,
+                               sp_arena *arena)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    if (n > SPBUS_MAX_MSG) return SP_ERR_PAYLOAD_TOO_LARGE;
+    *buf = sp_arena_alloc(arena, n ? n : 1);
+    if (*buf == NULL) return SP_ERR_INTERNAL;
+    *len = protobuf_c_message_pack(m, *buf);
+    return SP_OK;
+}
+
+sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, const char *subject,
+                        const Sp__V1__RequestContext *ctx, const ProtobufCMessage *in,
+                        const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                        sp_arena *arena)
+{
+    if (out != NULL) *out = NULL;
+    if (err != NULL) *err = NULL;
+    if (out == NULL || b == NULL || subject == NULL || in == NULL || reply_desc == NULL ||
+        arena == NULL || timeout_ms <= 0)
+        return SP_ERR_INTERNAL;
+
+    /* The caller's ctx stays untouched: the deadline goes into a copy. */
+    Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT;
+    if (ctx != NULL) c = *ctx;
+    int64_t now = sp_now_us();
+    if (!c.has_deadline_us || c.deadline_us <= 0) {
+        c.has_deadline_us = 1;
+        c.deadline_us = now + (int64_t)timeout_ms * 1000;
+    } else if (c.deadline_us <= now) {
+        return SP_ERR_UNAVAILABLE; /* the caller's caller has given up already */
+    } else if ((c.deadline_us - now) / 1000 < timeout_ms) {
+        timeout_ms = (int)((c.deadline_us - now) / 1000) + 1; /* no wait past the deadline */
+    }
+    Sp__V1__Request r = SP__V1__REQUEST__INIT;
+    r.ctx = &c;
+    sp_status s = pack_in_arena(&r.payload.data, &r.payload.len, in, arena);
+    if (s != SP_OK) return s;
+    r.has_payload = 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    s = pack_in_arena(&buf, &len, &r.base, arena);
+    if (s != SP_OK) return s;
+
+    natsConnection *nc = pick_conn(b);
+    if (nc == NULL) return SP_ERR_UNAVAILABLE;
+    natsMsg *reply = NULL;
+    natsStatus ns = natsConnection_Request(&reply, nc, subject, buf, (int)len, timeout_ms);
+    if (ns != NATS_OK) {
+        sp_log_debug(c.request_id, "bus_request_failed", "subject", subject, "error",
+                     natsStatus_GetText(ns));
+        return map_nats(ns);
+    }
+
+    s = SP_OK;
+    int dlen = natsMsg_GetDataLength(reply);
+    if (dlen < 0 || (size_t)dlen > SPBUS_MAX_MSG) s = SP_ERR_INTERNAL;
+    ProtobufCAllocator al = spbus_arena_allocator(arena);
+    Sp__V1__Reply *rep = NULL;
+    if (s == SP_OK) {
+        rep = sp__v1__reply__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(reply));
+        if (rep == NULL) s = SP_ERR_INTERNAL;
+    }
+    if (s == SP_OK && rep->result_case == SP__V1__REPLY__RESULT_ERROR) {
+        if (err != NULL) *err = rep->error;
+        s = sp_error_from_code(rep->error->code);
+        if (s == SP_OK) s = SP_ERR_INTERNAL;
+    } else if (s == SP_OK) {
+        size_t plen = rep->result_case == SP__V1__REPLY__RESULT_PAYLOAD ? rep->payload.len : 0;
+        *out = protobuf_c_message_unpack(reply_desc, &al, plen, plen ? rep->payload.data : NULL);
+        if (*out == NULL) s = SP_ERR_INTERNAL;
+    }
+    if (s == SP_ERR_INTERNAL && (rep == NULL || rep->result_case != SP__V1__REPLY__RESULT_ERROR))
+        sp_log_warn(c.request_id, "bus_bad_reply", "subject", subject);
+    natsMsg_Destroy(reply);
+    return s;
+}
+
+sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t len)
+{
+    if (b == NULL || subject == NULL || (data == NULL && len > 0)) return SP_ERR_INTERNAL;
+    if (len > SPBUS_MAX_MSG) return SP_ERR_PAYLOAD_TOO_LARGE;
+    natsConnection *nc = pick_conn(b);
+    if (nc == NULL) return SP_ERR_UNAVAILABLE;
+    return map_nats(natsConnection_Publish(nc, subject, data, (int)len));
+}
+
+/* ---- server side ------------------------------------------------------------------------ */
+
+const Sp__V1__RequestContext *spbus_req_ctx(const spbus_req *req)
+{
+    return req->ctx;
+}
+
+const char *spbus_req_id(const spbus_req *req)
+{
+    return req->ctx != NULL && req->ctx->request_id != NULL ? req->ctx->request_id : "";
+}
+
+const ProtobufCMessage *spbus_req_input(const spbus_req *req)
+{
+    return req->input;
+}
+
+sp_arena *spbus_req_arena(spbus_req *req)
+{
+    return req->arena;
+}
+
+void *spbus_req_user(const spbus_req *req)
+{
+    return req->svc->user;
+}
+
+int spbus_req_worker(const spbus_req *req)
+{
+    return req->worker;
+}
+
+/* Packs 'rep' and publishes it on the request's reply subject; once per request. */
+static sp_status send_reply(spbus_req *req, const Sp__V1__Reply *rep)
+{
+    if (req->replied) {
+        sp_log_warn(spbus_req_id(req), "bus_double_reply", "subject", natsMsg_GetSubject(req->msg));
+        return SP_ERR_INTERNAL;
+    }
+    req->replied = true;
+    const char *to = natsMsg_GetReply(req->msg);
+    if (to == NULL || to[0] == '\0') return SP_OK; /* a publish, not a request: no one waits */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    sp_status s = pack_in_arena(&buf, &len, &rep->base, req->arena);
+    if (s != SP_OK) return s;
+    return map_nats(natsConnection_Publish(req->nc, to, buf, (int)len));
+}
+
+sp_status spbus_reply(spbus_req *req, const ProtobufCMessage *out)
+{
+    if (req == NULL || out == NULL) return SP_ERR_INTERNAL;
+    Sp__V1__Reply rep = SP__V1__REPLY__INIT;
+    rep.result_case = SP__V1__REPLY__RESULT_PAYLOAD;
+    sp_status s = pack_in_arena(&rep.payload.data, &rep.payload.len, out, req->arena);
+    if (s != SP_OK) return s;
+    return send_reply(req, &rep);
+}
+
+sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *message,
+                                   Sp__V1__FieldError **fields, size_t nfields)
+{
+    if (req == NULL) return SP_ERR_INTERNAL;
+    if (code <= SP_OK || code >= SP_ERR__COUNT) code = SP_ERR_INTERNAL;
+    Sp__V1__Error e = SP__V1__ERROR__INIT;
+    e.code = (char *)sp_error_code(code);
+    e.message = (char *)(message != NULL ? message : sp_error_code(code));
+    e.n_fields = fields != NULL ? nfields : 0;
+    e.fields = fields;
+    Sp__V1__Reply rep = SP__V1__REPLY__INIT;
+    rep.result_case = SP__V1__REPLY__RESULT_ERROR;
+    rep.error = &e;
+    return send_reply(req, &rep);
+}
+
+sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message, ...)
+{
+    if (req == NULL) return SP_ERR_INTERNAL;
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, message);
+    while (va_arg(ap, const char *) != NULL) {
+        (void)va_arg(ap, const char *);
+        n++;
+    }
+    va_end(ap);
+
+    Sp__V1__FieldError **fields = NULL;
+    if (n > 0) {
+        fields = sp_arena_alloc(req->arena, n * sizeof(*fields));
+        Sp__V1__FieldError *fe = sp_arena_alloc(req->arena, n * sizeof(*fe));
+        if (fields == NULL || fe == NULL) return SP_ERR_INTERNAL;
+        va_start(ap, message);
+        for (size_t i = 0; i < n; i++) {
+            const char *path = va_arg(ap, const char *);
+            const char *reason = va_arg(ap, const char *);
+            sp__v1__field_error__init(&fe[i]);
+            fe[i].path = (char *)path;
+            fe[i].reason = (char *)(reason != NULL ? reason : "");
+            fields[i] = &fe[i];
+        }
+        va_end(ap);
+    }
+    return spbus_reply_error_fields(req, code, message, fields, n);
+}
+
+static const spbus_route *find_route(const spbus_service *svc, const char *method)
+{
+    for (size_t i = 0; i < svc->nroutes; i++)
+        if (strcmp(svc->routes[i].method, method) == 0) return &svc->routes[i];
+    return NULL;
+}
+
+/* Runs one request on the subscription's delivery thread: envelope, deadline, route,
+ * input, handler; replies bad_request / not_found / the handler's error as needed. */
+static void handle_request(spbus_req *req)
+{
+    const char *subject = natsMsg_GetSubject(req->msg);
+    int dlen = natsMsg_GetDataLength(req->msg);
+    if (dlen < 0 || (size_t)dlen > SPBUS_MAX_MSG) {
+        spbus_reply_error(req, SP_ERR_PAYLOAD_TOO_LARGE, "request exceeds 8 MiB", NULL);
+        return;
+    }
+    ProtobufCAllocator al = spbus_arena_allocator(req->arena);
+    Sp__V1__Request *r =
+        sp__v1__request__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(req->msg));
+    if (r == NULL || r->ctx == NULL) {
+        spbus_reply_error(req, SP_ERR_BAD_REQUEST, "malformed request envelope", NULL);
+        return;
+    }
+    req->ctx = r->ctx;
+    if (r->ctx->has_deadline_us && r->ctx->deadline_us > 0 && r->ctx->deadline_us < sp_now_us()) {
+        sp_log_debug(spbus_req_id(req), "bus_request_expired", "subject", subject);
+        req->replied = true; /* dropped on purpose: the caller has given up */
+        return;
+    }
+    const char *dot = strrchr(subject, '.');
+    const spbus_route *route = find_route(req->svc, dot != NULL ? dot + 1 : subject);
+    if (route == NULL) {
+        spbus_reply_error(req, SP_ERR_NOT_FOUND, "unknown method", NULL);
+        return;
+    }
+    size_t plen = r->has_payload ? r->payload.len : 0;
+    req->input =
+        protobuf_c_message_unpack(route->in_desc, &al, plen, plen ? r->payload.data : NULL);
+    if (req->input == NULL) {
+        spbus_reply_error(req, SP_ERR_BAD_REQUEST, "malformed request payload", NULL);
+        return;
+    }
+    sp_status s = route->fn(req);
+    if (!req->replied) {
+        if (s == SP_OK) {
+            sp_log_error(spbus_req_id(req), "bus_handler_did_not_reply", "method", route->method);
+            s = SP_ERR_INTERNAL;
+        }
+        spbus_reply_error(req, s, s == SP_ERR_INTERNAL ? "internal error" : sp_error_code(s), NULL);
+    }
+}
+
+/* Handles one message on worker 'w'. */
+static void serve_msg(worker *w, natsMsg *msg)
+{
+    int64_t t0 = sp_monotonic_us();
+    spbus_req req = {.svc = w->svc, .nc = w->svc->nc, .msg = msg, .worker = w->index};
+    req.arena = sp_arena_create(4096);
+    if (req.arena == NULL) {
+        natsMsg_Destroy(msg);
+        return;
+    }
+    handle_request(&req);
+    char us[24];
+    snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
+    const char *subject = natsMsg_GetSubject(msg);
+    const char *dot = strrchr(subject, '.');
+    sp_log_debug(spbus_req_id(&req), "bus_request_served", "method", dot ? dot + 1 : subject, "us",
+                 us);
+    sp_arena_destroy(req.arena);
+    natsMsg_Destroy(msg);
+}
+
+/* A worker thread: takes the next request from the service's one subscription. All the
+ * workers pull from one queue, so a request waits only when every worker is busy (with one
+ * subscription per worker the server would pick a busy one at random). Ends when the
+ * subscription is closed (drained, unsubscribed, connection closed) or on 'stop'. */
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    spbus_service *s = w->svc;
+    for (;;) {
+        natsMsg *msg = NULL;
+        natsStatus ns = natsSubscription_NextMsg(&msg, s->sub, SPBUS_POLL_MS);
+        if (ns == NATS_OK) {
+            serve_msg(w, msg);
+            continue;
+        }
+        if (ns == NATS_TIMEOUT || ns == NATS_SLOW_CONSUMER) {
+            if (atomic_load(&s->stop)) break;
+            if (ns == NATS_SLOW_CONSUMER) sp_log_warn(NULL, "bus_slow_consumer", "api", s->api);
+            continue;
+        }
+        break; /* NATS_INVALID_SUBSCRIPTION, NATS_CONNECTION_CLOSED: nothing more will come */
+    }
+    return NULL;
+}
+
+/* Waits for the worker threads to end, at most until 'until_us' (monotonic). Returns false when one
+ * is still running (a stuck handler). */
+static bool join_workers(spbus_service *s, int64_t until_us)
+{
+    bool all = true;
+    for (int i = 0; i < s->workers; i++) {
+        worker *w = &s->w[i];
+        if (!w->started || w->joined) continue;
+        /* pthread_timedjoin_np measures against CLOCK_REALTIME. */
+        int64_t left = until_us - sp_monotonic_us();
+        if (left < 0) left = 0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (left % 1000000) * 1000;
+        ts.tv_sec += (time_t)(left / 1000000 + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        if (pthread_timedjoin_np(w->thread, NULL, &ts) == 0)
+            w->joined = true;
+        else
+            all = false;
+    }
+    return all;
+}
+
+static void free_service(spbus_service *s)
+{
+    if (s->routes != NULL)
+        for (size_t i = 0; i < s->nroutes; i++)
+            free((char *)s->routes[i].method);
+    free(s->routes);
+    free(s->w);
+    free(s->api);
+    free(s);
+}
+
+/* Stops the workers (after the handler each one runs), closes the subscription, frees.
+ * A handler stuck for SPBUS_STOP_WAIT_MS makes it leak the service rather than free what
+ * that handler still uses. */
+static void stop_service(spbus_service *s)
+{
+    atomic_store(&s->stop, true);
+    if (s->sub != NULL) (void)natsSubscription_Unsubscribe(s->sub); /* wakes idle workers */
+    if (!join_workers(s, sp_monotonic_us() + (int64_t)SPBUS_STOP_WAIT_MS * 1000)) {
+        sp_log_error(NULL, "bus_handler_stuck", "api", s->api);
+        return;
+    }
+    natsSubscription_Destroy(s->sub);
+    free_service(s);
+}
+
+sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char *queue,
+                      const spbus_route *routes, size_t nroutes, int workers, void *user)
+{
+    if (out == NULL) return SP_ERR_INTERNAL;
+    *out = NULL;
+    if (b == NULL || api == NULL || api[0] == '\0' || strpbrk(api, ".*> ") != NULL ||
+        strlen(api) > 64 || queue == NULL || queue[0] == '\0' || (routes == NULL && nroutes > 0) ||
+        workers < 1 || workers > SPBUS_MAX_WORKERS)
+        return SP_ERR_INTERNAL;
+
+    spbus_service *s = calloc(1, sizeof(*s));
+    if (s == NULL) return SP_ERR_INTERNAL;
+    atomic_init(&s->stop, false);
+    s->bus = b;
+    s->user = user;
+    s->api = strdup(api);
+    s->routes = calloc(nroutes ? nroutes : 1, sizeof(*s->routes));
+    s->w = calloc((size_t)workers, sizeof(*s->w));
+    if (s->api == NULL || s->routes == NULL || s->w == NULL) {
+        free_service(s);
+        return SP_ERR_INTERNAL;
+    }
+    for (size_t i = 0; i < nroutes; i++) {
+        s->routes[i] = routes[i];
+        s->routes[i].method = strdup(routes[i].method ? routes[i].method : "");
+        s->nroutes = i + 1;
+        if (s->routes[i].method == NULL || routes[i].fn == NULL || routes[i].in_desc == NULL) {
+            free_service(s);
+            return SP_ERR_INTERNAL;
+        }
+    }
+    s->workers = workers;
+
+    char subject[128];
+    snprintf(subject, sizeof(subject), "sp.%s.v1.*", api);
+    /* Services take turns over the connections; a bus that serves one api uses the first. */
+    pthread_mutex_lock(&b->mu);
+    int nth = 0;
+    for (spbus_service *o = b->services; o != NULL; o = o->next)
+        nth++;
+    pthread_mutex_unlock(&b->mu);
+    s->nc = b->conns[nth % b->nconns];
+    natsStatus ns = natsConnection_QueueSubscribeSync(&s->sub, s->nc, subject, queue);
+    /* Flow control is ours: the deadline drops what waited too long, not a pending cap. */
+    if (ns == NATS_OK) ns = natsSubscription_SetPendingLimits(s->sub, 65536, 256 * 1024 * 1024);
+    if (ns != NATS_OK) {
+        sp_log_error(NULL, "bus_subscribe_failed", "subject", subject, "error",
+                     natsStatus_GetText(ns));
+        stop_service(s);
+        return map_nats(ns);
+    }
+    for (int i = 0; i < workers; i++) {
+        s->w[i].svc = s;
+        s->w[i].index = i;
+        if (pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]) != 0) {
+            sp_log_error(NULL, "bus_thread_failed", "subject", subject);
+            stop_service(s);
+            return SP_ERR_INTERNAL;
+        }
+        s->w[i].started = true;
+    }
+    pthread_mutex_lock(&b->mu);
+    s->next = b->services;
+    b->services = s;
+    pthread_mutex_unlock(&b->mu);
+    if (natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED)
+        natsConnection_FlushTimeout(s->nc, 2000); /* subscribed on the server before we return */
+    sp_log_info(NULL, "bus_serving", "subject", subject, "queue", queue);
+    *out = s;
+    return SP_OK;
+}
+
+void spbus_service_destroy(spbus_service *s)
+{
+    if (s == NULL) return;
+    spbus *b = s->bus;
+    pthread_mutex_lock(&b->mu);
+    for (spbus_service **p = &b->services; *p != NULL; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&b->mu);
+    stop_service(s);
+}

@@ -1,0 +1,95 @@
+/* spbus.h -- the bus over cnats, for every process: request/reply carrying the envelope
+ * (sp.v1.Request / sp.v1.Reply) with a deadline, queue-group serving with handlers
+ * registered from a table, SendAsap, unlimited reconnects, private reply prefix _SP_INBOX.
+ * Prefix: spbus_. */
+#ifndef SPBUS_H
+#define SPBUS_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+
+#include "sp/v1/envelope.pb-c.h"
+#include "spcore.h"
+
+typedef struct spbus spbus;
+typedef struct spbus_req spbus_req;
+
+typedef struct {
+    const char *url;      /* "nats://127.0.0.1:4222"; several comma-separated allowed */
+    const char *user;     /* NULL or "" for none */
+    const char *password;
+    const char *name;     /* connection name shown by the server: the process name */
+    int connections;      /* client side: requests spread over this many connections (>=1) */
+} spbus_opts;
+
+/* Connects with SendAsap, unlimited reconnects (every 250 ms..2 s), the custom inbox
+ * prefix "_SP_INBOX", and keeps trying in the background if the server is not up yet
+ * (natsOptions_SetRetryOnFailedConnect): returns SP_OK even when the first attempt fails,
+ * so a process can start before NATS. */
+sp_status spbus_connect(spbus **out, const spbus_opts *opts);
+/* Drains the subscriptions (waiting for running handlers, at most timeout_ms), closes. */
+void spbus_drain(spbus *b, int timeout_ms);
+void spbus_destroy(spbus *b);
+bool spbus_connected(const spbus *b);
+
+/* ---- client side ------------------------------------------------------------------------ */
+
+/* Sends 'in' to 'subject' inside an sp.v1.Request with 'ctx' (deadline_us is set from
+ * timeout_ms when ctx has none) and waits at most timeout_ms.
+ * On a result: *out = the reply message unpacked with reply_desc, in 'arena' (freed with
+ * it), returns SP_OK. On an error reply: *err = the sp.v1.Error (in 'arena'), returns the
+ * status of its code. No answer in time or no connection: SP_ERR_UNAVAILABLE. */
+sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
+                        const char *subject, const Sp__V1__RequestContext *ctx,
+                        const ProtobufCMessage *in,
+                        const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                        sp_arena *arena);
+
+/* Core publish of a raw payload (change notifications). */
+sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t len);
+
+/* ---- server side ------------------------------------------------------------------------ */
+
+/* A handler returns SP_OK when it replied (spbus_reply / spbus_reply_error), or an error
+ * status without replying, in which case the library replies that error for it. */
+typedef sp_status (*spbus_handler)(spbus_req *req);
+
+typedef struct {
+    const char *method;                        /* "Register": subject sp.<api>.v1.Register */
+    spbus_handler fn;
+    const ProtobufCMessageDescriptor *in_desc; /* the <Method>Request */
+} spbus_route;
+
+typedef struct spbus_service spbus_service;
+
+/* Serves sp.<api>.v1.* in queue group 'queue': one synchronous queue subscription drained
+ * by 'workers' threads, so a handler blocking on PostgreSQL holds one worker only and a
+ * request waits only when every worker is busy (nats-server picks a random member of a
+ * queue group, so one subscription per worker would queue behind busy ones).
+ * 'user' is handed to every handler (spbus_req_user). Routes are copied. Requests whose
+ * deadline has passed are dropped unanswered (the caller has already given up). */
+sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char *queue,
+                      const spbus_route *routes, size_t nroutes, int workers, void *user);
+void spbus_service_destroy(spbus_service *s);
+
+/* The request: context, decoded input, arena. Valid only inside the handler. */
+const Sp__V1__RequestContext *spbus_req_ctx(const spbus_req *req);
+const char *spbus_req_id(const spbus_req *req);  /* request id, "" if none */
+const ProtobufCMessage *spbus_req_input(const spbus_req *req); /* decoded with in_desc */
+sp_arena *spbus_req_arena(spbus_req *req);
+void *spbus_req_user(const spbus_req *req);
+int spbus_req_worker(const spbus_req *req);       /* 0..workers-1, for per-worker state */
+
+sp_status spbus_reply(spbus_req *req, const ProtobufCMessage *out);
+/* Replies an sp.v1.Error; fields are path, reason string pairs ending with NULL.
+ * Returns SP_OK once sent (so a handler can 'return spbus_reply_error(...)'). */
+sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message, ...)
+    __attribute__((sentinel));
+/* Same, with a list of field errors built by the caller (may be NULL / 0). */
+sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *message,
+                                   Sp__V1__FieldError **fields, size_t nfields);
+
+/* ProtobufCAllocator that allocates from an arena (frees are no-ops). */
+ProtobufCAllocator spbus_arena_allocator(sp_arena *a);
+
+#endif

@@ -1,0 +1,114 @@
+/* log.c -- JSON-lines logging: {"time","level","service","requestId","msg", fields...}.
+ * One fputs per line under the stream's lock, so lines of threads never interleave. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "spcore.h"
+
+static char g_service[64] = "sp";
+static sp_log_level g_min = SP_LOG_INFO;
+static FILE *g_stream;
+
+static const char *level_name[] = {"debug", "info", "warn", "error"};
+
+void sp_log_init(const char *service, sp_log_level min_level)
+{
+    snprintf(g_service, sizeof(g_service), "%s", service);
+    g_min = min_level;
+    const char *lv = getenv("SP_LOG_LEVEL");
+    if (lv != NULL)
+        for (int i = 0; i < 4; i++)
+            if (strcasecmp(lv, level_name[i]) == 0) g_min = (sp_log_level)i;
+}
+
+void sp_log_set_stream(FILE *f)
+{
+    g_stream = f;
+}
+
+bool sp_log_key_is_secret(const char *key)
+{
+    static const char *words[] = {"password", "secret", "token", "authorization",
+                                  "apikey",   "api_key", "cookie", "signature"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasestr(key, words[i]) != NULL) return true;
+    return false;
+}
+
+/* Appends s as a JSON string (quotes included), escaping what JSON requires. */
+static void put_str(char **p, char *end, const char *s)
+{
+    char *o = *p;
+    if (o < end) *o++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0' && o + 7 < end; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        } else if (*c == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        } else if (*c < 0x20) {
+            o += snprintf(o, (size_t)(end - o), "\\u%04x", *c);
+        } else {
+            *o++ = (char)*c;
+        }
+    }
+    if (o < end) *o++ = '"';
+    *p = o;
+}
+
+static void put_raw(char **p, char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(end - *p) < n) n = (size_t)(end - *p);
+    memcpy(*p, s, n);
+    *p += n;
+}
+
+void sp_logv(sp_log_level lvl, const char *request_id, const char *msg, va_list ap)
+{
+    if (lvl < g_min) return;
+    char line[4096];
+    char *p = line, *end = line + sizeof(line) - 2;
+    char ts[40];
+    sp_time_format(ts, sizeof(ts), sp_now_us());
+    put_raw(&p, end, "{\"time\":");
+    put_str(&p, end, ts);
+    put_raw(&p, end, ",\"level\":");
+    put_str(&p, end, level_name[lvl]);
+    put_raw(&p, end, ",\"service\":");
+    put_str(&p, end, g_service);
+    if (request_id != NULL && request_id[0] != '\0') {
+        put_raw(&p, end, ",\"requestId\":");
+        put_str(&p, end, request_id);
+    }
+    put_raw(&p, end, ",\"msg\":");
+    put_str(&p, end, msg ? msg : "");
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (k == NULL) break;
+        const char *v = va_arg(ap, const char *);
+        put_raw(&p, end, ",");
+        put_str(&p, end, k);
+        put_raw(&p, end, ":");
+        put_str(&p, end, sp_log_key_is_secret(k) ? "[redacted]" : (v ? v : ""));
+    }
+    put_raw(&p, end, "}");
+    *p++ = '\n';
+    *p = '\0';
+    FILE *f = g_stream ? g_stream : stderr;
+    flockfile(f);
+    fputs(line, f);
+    fflush(f);
+    funlockfile(f);
+}
+
+void sp_log(sp_log_level lvl, const char *request_id, const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    sp_logv(lvl, request_id, msg, ap);
+    va_end(ap);
+}

@@ -1,0 +1,197 @@
+/* common.c -- what the handlers of the auth service share: the route table, the per-worker
+ * database connection, field errors and the checks of names, emails and passwords. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+
+void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
+                    const ProtobufCMessageDescriptor *in_desc)
+{
+    if (svc->nroutes >= AUTH_MAX_ROUTES) {
+        sp_log_error(NULL, "too_many_routes", "max", "AUTH_MAX_ROUTES");
+        abort();
+    }
+    svc->routes[svc->nroutes++] = (spbus_route){.method = method, .fn = fn, .in_desc = in_desc};
+}
+
+sp_status auth_db_or_reply(spdb **out, spbus_req *req)
+{
+    auth_svc *svc = spbus_req_user(req);
+    int w = spbus_req_worker(req);
+
+    *out = NULL;
+    if (w < 0 || w >= svc->workers) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    if (svc->db[w] == NULL) {
+        sp_status s = spdb_connect(&svc->db[w], svc->db_url);
+        if (s != SP_OK) {
+            sp_log_warn(spbus_req_id(req), "db_connect_failed", "code", sp_error_code(s));
+            spbus_reply_error(req, SP_ERR_UNAVAILABLE, "database unavailable", NULL);
+            return s;
+        }
+    }
+    *out = svc->db[w];
+    return SP_OK;
+}
+
+sp_status auth_db_error_reply(spbus_req *req, sp_status s, const char *what)
+{
+    sp_log_warn(spbus_req_id(req), "db_failed", "what", what, "code", sp_error_code(s));
+    if (s == SP_ERR_UNAVAILABLE)
+        spbus_reply_error(req, s, "database unavailable", NULL);
+    else
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+    return s;
+}
+
+void auth_fields_init(auth_fields *f)
+{
+    memset(f, 0, sizeof(*f));
+}
+
+void auth_fields_add(auth_fields *f, const char *path, const char *reason)
+{
+    if (reason == NULL || f->n >= AUTH_MAX_FIELDS) return;
+    Sp__V1__FieldError *e = &f->items[f->n];
+    sp__v1__field_error__init(e);
+    e->path = (char *)path;
+    e->reason = (char *)reason;
+    f->ptrs[f->n] = e;
+    f->n++;
+}
+
+sp_status auth_fields_or_reply(spbus_req *req, const auth_fields *f)
+{
+    if (f->n == 0) return SP_OK;
+    spbus_reply_error_fields(req, SP_ERR_VALIDATION_FAILED, "invalid input",
+                             (Sp__V1__FieldError **)f->ptrs, f->n);
+    return SP_ERR_VALIDATION_FAILED;
+}
+
+long auth_utf8_len(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+
+    while (*p != '\0') {
+        unsigned c = *p;
+        int more;
+        unsigned cp;
+        if (c < 0x80) {
+            more = 0;
+            cp = c;
+        } else if ((c & 0xE0) == 0xC0) {
+            more = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            more = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            more = 3;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        p++;
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (*p & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
+        if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7F) return true;
+    return false;
+}
+
+const char *auth_check_name(const char *s)
+{
+    if (s == NULL) return "required";
+    long n = auth_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n == 0) return "must not be empty";
+    if (n > AUTH_NAME_MAX) return "at most 120 characters";
+    if (has_control(s)) return "must not contain control characters";
+    if (strspn(s, " \t") == strlen(s)) return "must not be blank";
+    return NULL;
+}
+
+/* One '@', a non-empty local part, a domain of non-empty dot-separated labels (at least
+ * two), no spaces or control characters. Deliberately loose beyond that: the only real
+ * proof of an address is mail reaching it. */
+static bool email_shape_ok(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (at == NULL || at == s || strchr(at + 1, '@') != NULL) return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p <= 0x20 || *p == 0x7F) return false;
+    const char *dom = at + 1;
+    size_t len = strlen(dom);
+    if (len == 0 || dom[0] == '.' || dom[len - 1] == '.' || strstr(dom, "..") != NULL) return false;
+    return strchr(dom, '.') != NULL;
+}
+
+const char *auth_check_email(const char *s)
+{
+    if (s == NULL) return "required";
+    long n = auth_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n == 0) return "must not be empty";
+    if (n > AUTH_EMAIL_MAX) return "at most 254 characters";
+    if (!email_shape_ok(s)) return "invalid email address";
+    return NULL;
+}
+
+const char *auth_check_password(const char *s)
+{
+    if (s == NULL) return "required";
+    long n = auth_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n < AUTH_PASSWORD_MIN) return "at least 8 characters";
+    if (n > AUTH_PASSWORD_MAX) return "at most 128 characters";
+    return NULL;
+}
+
+const char *auth_check_login_email(const char *s)
+{
+    if (s == NULL) return "required";
+    long n = auth_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n == 0) return "must not be empty";
+    if (n > AUTH_EMAIL_MAX) return "at most 254 characters";
+    return NULL;
+}
+
+const char *auth_check_login_password(const char *s)
+{
+    if (s == NULL) return "required";
+    long n = auth_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n == 0) return "must not be empty";
+    if (n > AUTH_PASSWORD_MAX) return "at most 128 characters";
+    return NULL;
+}
+
+const char *auth_role_of(bool is_admin, bool is_member)
+{
+    if (is_admin) return "admin";
+    if (is_member) return "client_admin";
+    return "app_user";
+}
+
+int64_t auth_pg_int64(const char *v)
+{
+    return v == NULL ? 0 : strtoll(v, NULL, 10);
+}

@@ -1,0 +1,181 @@
+/* users.c -- the accounts of the auth service: Register (self sign-up of app users) and
+ * GetMe (the caller's profile). Ends with users_register(), its routes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "spadmin.h"
+
+/* Person, user and its app_user role in one statement, hence one transaction. The email is
+ * stored lower-cased (by PostgreSQL's lower(), the same function as the unique index
+ * people_email_live), so that what login and /me show is what the index compares. */
+static const char *sql_register =
+    "WITH p AS (INSERT INTO auth.people (public_id, name, email)"
+    "           VALUES ($1::uuid, $2, lower($3)) RETURNING id, name, email),"
+    " u AS (INSERT INTO auth.users (public_id, person_id, password_hash)"
+    "       SELECT $4::uuid, p.id, $5 FROM p RETURNING id, public_id, created_at),"
+    " r AS (INSERT INTO auth.user_roles (user_id, role_id)"
+    "       SELECT u.id, " AUTH_ROLE_APP_USER_ID " FROM u)"
+    " SELECT u.public_id, p.name, p.email,"
+    "        (extract(epoch FROM u.created_at) * 1000000)::bigint"
+    " FROM p, u";
+
+static const char *sql_get_me =
+    "SELECT u.public_id, p.name, p.email,"
+    "       (extract(epoch FROM u.created_at) * 1000000)::bigint,"
+    "       EXISTS (SELECT 1 FROM auth.user_roles ur"
+    "               WHERE ur.user_id = u.id AND ur.role_id = " AUTH_ROLE_ADMIN_ID "),"
+    "       m.client_id, m.client_role"
+    " FROM auth.users u"
+    " JOIN auth.people p ON p.id = u.person_id"
+    " LEFT JOIN auth.memberships m ON m.user_id = u.id"
+    " WHERE u.public_id = $1::uuid AND u.deleted_at IS NULL AND p.deleted_at IS NULL"
+    "   AND u.active";
+
+/* Every bad field of a RegisterRequest at once; replies 400 validation_failed. */
+static sp_status validate_register_or_reply(spbus_req *req, const Sp__Auth__V1__RegisterRequest *in)
+{
+    auth_fields f;
+
+    auth_fields_init(&f);
+    auth_fields_add(&f, "name", auth_check_name(in->name));
+    auth_fields_add(&f, "email", auth_check_email(in->email));
+    auth_fields_add(&f, "password", auth_check_password(in->password));
+    return auth_fields_or_reply(req, &f);
+}
+
+/* argon2id of the password into 'hash' (SPCRYPTO_HASH_LEN); replies internal on failure. */
+static sp_status hash_password_or_reply(spbus_req *req, char *hash, const char *password)
+{
+    sp_status s = spcrypto_password_hash(hash, SPCRYPTO_HASH_LEN, password, strlen(password));
+
+    if (s != SP_OK) {
+        sp_log_error(spbus_req_id(req), "password_hash_failed", "code", sp_error_code(s));
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+    }
+    return s;
+}
+
+/* Inserts the account and replies RegisterReply; a live email taken (compared lower-cased)
+ * replies 409 conflict with fields.email. */
+static sp_status insert_user_and_reply(spbus_req *req, spdb *db,
+                                       const Sp__Auth__V1__RegisterRequest *in, const char *hash)
+{
+    char person_id[SPCRYPTO_UUID_LEN], user_id[SPCRYPTO_UUID_LEN];
+    PGresult *res = NULL;
+
+    spcrypto_uuid_v4(person_id);
+    spcrypto_uuid_v4(user_id);
+    const char *params[] = {person_id, in->name, in->email, user_id, hash};
+    sp_status s = spdb_query(&res, db, sql_register, 5, params);
+    if (s == SP_ERR_CONFLICT) {
+        sp_log_info(spbus_req_id(req), "register_email_taken");
+        spbus_reply_error(req, SP_ERR_CONFLICT, "email already registered", "email",
+                          "already registered", NULL);
+        return SP_ERR_CONFLICT;
+    }
+    if (s != SP_OK) return auth_db_error_reply(req, s, "register");
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return auth_db_error_reply(req, SP_ERR_INTERNAL, "register returned no row");
+    }
+
+    Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+    out.id = PQgetvalue(res, 0, 0);
+    out.name = PQgetvalue(res, 0, 1);
+    out.email = PQgetvalue(res, 0, 2);
+    out.role = "app_user";
+    out.has_created_at = 1;
+    out.created_at = auth_pg_int64(PQgetvalue(res, 0, 3));
+    sp_log_info(spbus_req_id(req), "user_registered", "userId", out.id);
+    spadmin_counter_add("sp_auth_registrations_total", NULL, 1);
+    s = spbus_reply(req, &out.base);
+    PQclear(res);
+    return s;
+}
+
+/* Register: a new app_user account. 400 validation_failed naming every bad field; 409
+ * conflict when the email (lower-cased) belongs to a live account. */
+static sp_status register_user(spbus_req *req)
+{
+    const Sp__Auth__V1__RegisterRequest *in = (const void *)spbus_req_input(req);
+    char hash[SPCRYPTO_HASH_LEN];
+    spdb *db = NULL;
+
+    sp_status s = validate_register_or_reply(req, in);
+    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = hash_password_or_reply(req, hash, in->password);
+    if (s == SP_OK) s = insert_user_and_reply(req, db, in, hash);
+    explicit_bzero(hash, sizeof(hash));
+    (void)s; /* every step replied, success or not */
+    return SP_OK;
+}
+
+/* The caller must be an authenticated user; replies 401 unauthenticated otherwise. */
+static sp_status require_user_or_reply(spbus_req *req, const char **user_id)
+{
+    const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
+
+    *user_id = NULL;
+    if (ctx == NULL || ctx->user_id == NULL || !spcrypto_uuid_valid(ctx->user_id)) {
+        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "authentication required", NULL);
+        return SP_ERR_UNAUTHENTICATED;
+    }
+    *user_id = ctx->user_id;
+    return SP_OK;
+}
+
+/* Replies GetMeReply of the live user 'user_id'; a missing or deleted user replies 401
+ * unauthenticated (the token outlived its account). */
+static sp_status select_me_and_reply(spbus_req *req, spdb *db, const char *user_id)
+{
+    PGresult *res = NULL;
+    const char *params[] = {user_id};
+
+    sp_status s = spdb_query(&res, db, sql_get_me, 1, params);
+    if (s != SP_OK) return auth_db_error_reply(req, s, "get_me");
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        sp_log_info(spbus_req_id(req), "me_user_gone", "userId", user_id);
+        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "account not found", NULL);
+        return SP_ERR_UNAUTHENTICATED;
+    }
+
+    bool is_admin = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+    bool is_member = !PQgetisnull(res, 0, 5);
+    const char *role = auth_role_of(is_admin, is_member);
+    Sp__Auth__V1__GetMeReply out = SP__AUTH__V1__GET_ME_REPLY__INIT;
+    out.id = PQgetvalue(res, 0, 0);
+    out.name = PQgetvalue(res, 0, 1);
+    out.email = PQgetvalue(res, 0, 2);
+    out.has_created_at = 1;
+    out.created_at = auth_pg_int64(PQgetvalue(res, 0, 3));
+    out.role = (char *)role;
+    /* the tenant only for a client_admin: an admin is never scoped to one client */
+    if (strcmp(role, "client_admin") == 0) {
+        out.client_id = PQgetvalue(res, 0, 5);
+        out.client_role = PQgetvalue(res, 0, 6);
+    }
+    s = spbus_reply(req, &out.base);
+    PQclear(res);
+    return s;
+}
+
+/* GetMe: the caller's profile; 401 when the caller is anonymous or its account is gone. */
+static sp_status get_me(spbus_req *req)
+{
+    const char *user_id = NULL;
+    spdb *db = NULL;
+
+    sp_status s = require_user_or_reply(req, &user_id);
+    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = select_me_and_reply(req, db, user_id);
+    (void)s; /* every step replied, success or not */
+    return SP_OK;
+}
+
+void users_register(auth_svc *svc)
+{
+    auth_route_add(svc, "Register", register_user, &sp__auth__v1__register_request__descriptor);
+    auth_route_add(svc, "GetMe", get_me, &sp__auth__v1__get_me_request__descriptor);
+}

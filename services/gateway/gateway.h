@@ -1,0 +1,73 @@
+/* gateway.h -- the gateway's internal parts: the route table, the request pipeline and
+ * the process state they share. Prefix: gw_. */
+#ifndef GATEWAY_H
+#define GATEWAY_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "spbus.h"
+#include "spcore.h"
+#include "spjwt.h"
+#include "spredis.h"
+
+struct mg_connection;
+
+/* ---- routes (routes.c) ------------------------------------------------------------------- */
+
+enum {
+    GW_AUTH = 1u << 0, /* a valid access token is required (401 otherwise) */
+    GW_BODY = 1u << 1, /* a JSON object body is expected (a body is refused otherwise) */
+};
+
+typedef struct {
+    const char *method;                          /* "POST" */
+    const char *pattern;                         /* "/v1/clients/{id}" */
+    const char *subject;                         /* "sp.tenancy.v1.GetClient" */
+    const ProtobufCMessageDescriptor *req_desc;  /* the <Method>Request */
+    const ProtobufCMessageDescriptor *reply_desc; /* the <Method>Reply */
+    unsigned flags;                              /* GW_AUTH | GW_BODY */
+    int status;                                  /* success status: 200, 201 or 204 */
+} gw_route;
+
+/* The whole table (static storage), for the router and for tests. */
+const gw_route *gw_routes(size_t *n);
+
+#define GW_MAX_PARAMS 4
+#define GW_MAX_SEGMENTS 16
+#define GW_MAX_PATH 1024
+
+typedef struct {
+    char name[32];  /* the field name inside the braces: "id" */
+    char value[40]; /* a canonical UUID */
+} gw_param;
+
+typedef enum {
+    GW_MATCH_OK,        /* *route and params set */
+    GW_MATCH_NOT_FOUND, /* no route has this path (or a path id is not a UUID) */
+    GW_MATCH_METHOD,    /* the path is routed for other methods only: 'allow' lists them */
+} gw_match;
+
+/* Finds the route of 'method' 'path'. params holds GW_MAX_PARAMS entries. */
+gw_match gw_route_match(const gw_route **route, gw_param *params, size_t *nparams,
+                        const char *method, const char *path, char *allow, size_t allowlen);
+
+/* ---- process state and the pipeline (http.c) ------------------------------------------- */
+
+typedef struct {
+    spbus *bus;
+    spredis *redis;           /* readiness only; guarded by redis_mu */
+    pthread_mutex_t redis_mu;
+    spjwt_keys keys;
+    long long max_body;       /* SP_HTTP_MAX_BODY */
+    int bus_timeout_ms;       /* SP_BUS_TIMEOUT_MS */
+} gw_state;
+
+/* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
+int gw_http_handle(struct mg_connection *conn);
+/* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
+bool gw_ready(void *user, char *why, size_t whylen);
+
+#endif

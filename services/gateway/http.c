@@ -1,0 +1,489 @@
+/* http.c -- the gateway's request pipeline: request id, route, token, body checks, JSON to
+ * protobuf, the bus call and the JSON answer, in the order of api.md "Which error wins". */
+#include <civetweb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway.h"
+#include "spadmin.h"
+#include "spcrypto.h"
+#include "spjson.h"
+#include "sppb.h"
+
+#define MAX_REQUEST_ID 64
+#define MAX_USER_AGENT 256
+#define MAX_CONTENT_TYPE 256
+#define JWT_LEEWAY_S 30
+
+typedef struct {
+    struct mg_connection *conn;
+    const struct mg_request_info *ri;
+    gw_state *g;
+    sp_arena *arena;
+    char rid[MAX_REQUEST_ID + 1];
+    const char *route;   /* the route pattern for logs and metrics, never the raw path */
+    const char *method;  /* the method for metrics: a known one or "OTHER" */
+    char headers[192];   /* extra response headers ("Allow: GET\r\n") */
+    bool close;          /* answer with Connection: close (body left unread, or unsafe) */
+    int status;
+    char *body;          /* the request body (malloc'd, at most max_body bytes) */
+    size_t body_len;
+} gw_req;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+static const char *metric_method(const char *m)
+{
+    static const char *known[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(m, known[i]) == 0) return known[i];
+    return "OTHER";
+}
+
+/* The client's X-Request-Id when it is safe to echo (1..64 of [A-Za-z0-9._-]), else a
+ * new UUIDv4. */
+static void request_id(gw_req *r)
+{
+    const char *h = mg_get_header(r->conn, "X-Request-Id");
+    if (h != NULL) {
+        size_t n = strnlen(h, MAX_REQUEST_ID + 1);
+        bool ok = n > 0 && n <= MAX_REQUEST_ID;
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = h[i];
+            ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        }
+        if (ok) {
+            memcpy(r->rid, h, n);
+            r->rid[n] = '\0';
+            return;
+        }
+    }
+    char u[SPCRYPTO_UUID_LEN];
+    spcrypto_uuid_v4(u);
+    memcpy(r->rid, u, sizeof(u));
+}
+
+static void add_header(gw_req *r, const char *name, const char *value)
+{
+    size_t used = strlen(r->headers);
+    snprintf(r->headers + used, sizeof(r->headers) - used, "%s: %s\r\n", name, value);
+}
+
+/* Writes the whole response (status line, headers, body) in one mg_write: CivetWeb
+ * with tcp_nodelay sends it in one segment. 'body' may be NULL (204, or no body). */
+static void respond(gw_req *r, int status, const char *ctype, const char *body, size_t len)
+{
+    char head[512];
+    int n;
+    r->status = status;
+    /* CivetWeb would otherwise keep the connection and read what follows an unread or
+     * ambiguous body as the next request. */
+    if (r->close) mg_disable_connection_keep_alive(r->conn);
+    if (status == 204 || body == NULL)
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s"
+                     "%s\r\n",
+                     status, status_text(status), r->rid, r->headers,
+                     r->close ? "Connection: close\r\n" : "",
+                     status == 204 ? "" : "Content-Length: 0\r\n");
+    else
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s\r\n",
+                     status, status_text(status), ctype, len, r->rid, r->headers,
+                     r->close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head)) n = 0; /* cannot happen: every part is bounded */
+    size_t blen = (status == 204 || body == NULL) ? 0 : len;
+    char *buf = sp_arena_alloc(r->arena, (size_t)n + blen);
+    if (buf == NULL) return;
+    memcpy(buf, head, (size_t)n);
+    if (blen > 0) memcpy(buf + n, body, blen);
+    mg_write(r->conn, buf, (size_t)n + blen);
+}
+
+static void respond_json(gw_req *r, int status, cJSON *json)
+{
+    char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
+    if (text == NULL) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        respond(r, 500, "application/json; charset=utf-8", oom, sizeof(oom) - 1);
+        return;
+    }
+    respond(r, status, "application/json; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
+/* Answers {"error":{code,message,requestId,fields?}} with the status of 's'. 'paths' and
+ * 'reasons' hold nfields entries (may be NULL). Returns 's' so a step can end with
+ * 'return reply_error(...)'. */
+static sp_status reply_error_fields(gw_req *r, sp_status s, const char *message,
+                                    const char *const *paths, const char *const *reasons,
+                                    size_t nfields)
+{
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    if (e != NULL) {
+        cJSON_AddStringToObject(e, "code", sp_error_code(s));
+        cJSON_AddStringToObject(e, "message", message != NULL ? message : sp_error_code(s));
+        cJSON_AddStringToObject(e, "requestId", r->rid);
+        if (nfields > 0) {
+            cJSON *f = cJSON_AddObjectToObject(e, "fields");
+            for (size_t i = 0; f != NULL && i < nfields; i++)
+                if (spjson_get(f, paths[i]) == NULL) cJSON_AddStringToObject(f, paths[i], reasons[i]);
+        }
+    }
+    if (s == SP_ERR_UNAVAILABLE) add_header(r, "Retry-After", "1");
+    if (s == SP_ERR_RATE_LIMITED) add_header(r, "Retry-After", "60");
+    respond_json(r, sp_error_http_status(s), root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static sp_status reply_error(gw_req *r, sp_status s, const char *message)
+{
+    return reply_error_fields(r, s, message, NULL, NULL, 0);
+}
+
+/* ---- the steps ------------------------------------------------------------------------- */
+
+/* Checks 'Authorization: Bearer <token>'. Replies 401 unauthenticated (no or another
+ * scheme), token_expired or invalid_token. */
+static sp_status authenticate_or_reply(gw_req *r, spjwt_claims *claims)
+{
+    const char *h = mg_get_header(r->conn, "Authorization");
+    if (h == NULL) return reply_error(r, SP_ERR_UNAUTHENTICATED, "missing Authorization header");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return reply_error(r, SP_ERR_UNAUTHENTICATED, "Authorization is not 'Bearer <token>'");
+    const char *tok = h + 7;
+    while (*tok == ' ') tok++;
+    if (*tok == '\0')
+        return reply_error(r, SP_ERR_UNAUTHENTICATED, "Authorization is not 'Bearer <token>'");
+    if (strnlen(tok, SPJWT_MAX_TOKEN + 1) > SPJWT_MAX_TOKEN)
+        return reply_error(r, SP_ERR_INVALID_TOKEN, "token too long");
+    sp_status s = spjwt_verify(claims, &r->g->keys, tok, sp_now_us() / 1000000);
+    if (s == SP_OK) return SP_OK;
+    if (s == SP_ERR_TOKEN_EXPIRED) return reply_error(r, s, "access token expired");
+    return reply_error(r, SP_ERR_INVALID_TOKEN, "invalid access token");
+}
+
+/* "application/json", optionally with parameters ("; charset=utf-8"), any letter case. */
+static bool is_json_type(const char *ct)
+{
+    if (ct == NULL || strnlen(ct, MAX_CONTENT_TYPE + 1) > MAX_CONTENT_TYPE) return false;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/* Reads the body, never more than max_body bytes (a longer body, chunked or not: 413).
+ * Replies 400 (Transfer-Encoding with Content-Length, several Content-Length, a body cut
+ * short) or 413. */
+static sp_status read_body_or_reply(gw_req *r)
+{
+    const struct mg_request_info *ri = r->ri;
+    int ncl = 0, nte = 0;
+    for (int i = 0; i < ri->num_headers; i++) {
+        if (strcasecmp(ri->http_headers[i].name, "Content-Length") == 0) ncl++;
+        if (strcasecmp(ri->http_headers[i].name, "Transfer-Encoding") == 0) nte++;
+    }
+    if (nte > 0 && ncl > 0) {
+        r->close = true; /* the framing is ambiguous: never reuse this connection */
+        return reply_error(r, SP_ERR_BAD_REQUEST,
+                           "both Transfer-Encoding and Content-Length are present");
+    }
+    if (ncl > 1 || nte > 1) {
+        r->close = true;
+        return reply_error(r, SP_ERR_BAD_REQUEST, "repeated Content-Length or Transfer-Encoding");
+    }
+    long long max = r->g->max_body;
+    if (ncl == 1 && ri->content_length > max) {
+        r->close = true; /* the body stays unread */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body exceeds SP_HTTP_MAX_BODY (%lld)", max);
+        return reply_error(r, SP_ERR_PAYLOAD_TOO_LARGE, msg);
+    }
+    if (nte == 0 && (ncl == 0 || ri->content_length <= 0)) return SP_OK; /* no body */
+
+    /* CivetWeb does not answer 'Expect: 100-continue' itself: a client would wait (curl:
+     * 1 s) before sending the body. The interim answer has to be its own write. */
+    const char *expect = mg_get_header(r->conn, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+        strcmp(ri->http_version, "1.1") == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        mg_write(r->conn, cont, sizeof(cont) - 1);
+    }
+    size_t cap = nte > 0 ? 16384 : (size_t)ri->content_length;
+    r->body = malloc(cap + 1);
+    if (r->body == NULL) return reply_error(r, SP_ERR_INTERNAL, "out of memory");
+    for (;;) {
+        if (r->body_len == cap) {
+            if (ncl == 1) break;
+            if ((long long)cap > max) break; /* read one byte past the limit: too large */
+            size_t ncap = cap * 2 > (size_t)max + 1 ? (size_t)max + 1 : cap * 2;
+            char *nb = realloc(r->body, ncap + 1);
+            if (nb == NULL) return reply_error(r, SP_ERR_INTERNAL, "out of memory");
+            r->body = nb;
+            cap = ncap;
+        }
+        int got = mg_read(r->conn, r->body + r->body_len, cap - r->body_len);
+        if (got <= 0) break;
+        r->body_len += (size_t)got;
+    }
+    if ((long long)r->body_len > max) {
+        r->close = true;
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body exceeds SP_HTTP_MAX_BODY (%lld)", max);
+        return reply_error(r, SP_ERR_PAYLOAD_TOO_LARGE, msg);
+    }
+    if (ncl == 1 && (long long)r->body_len != ri->content_length) {
+        r->close = true;
+        return reply_error(r, SP_ERR_BAD_REQUEST, "body shorter than Content-Length");
+    }
+    r->body[r->body_len] = '\0';
+    return SP_OK;
+}
+
+/* An empty message of 'desc' in the arena (routes without a body). */
+static ProtobufCMessage *empty_message(sp_arena *a, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = sp_arena_alloc(a, desc->sizeof_message);
+    if (m != NULL) desc->message_init(m);
+    return m;
+}
+
+/* Builds the route's request message from the body. Replies 413, 415, 400 bad_request
+ * (a body where none is expected), malformed_json or validation_failed (with fields). */
+static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, ProtobufCMessage **in)
+{
+    *in = NULL;
+    sp_status s = read_body_or_reply(r);
+    if (s != SP_OK) return s;
+    bool has_body = r->body_len > 0;
+    if (has_body && !is_json_type(mg_get_header(r->conn, "Content-Type")))
+        return reply_error(r, SP_ERR_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json");
+    if (!(route->flags & GW_BODY)) {
+        if (has_body) return reply_error(r, SP_ERR_BAD_REQUEST, "this route takes no body");
+        *in = empty_message(r->arena, route->req_desc);
+        return *in != NULL ? SP_OK : reply_error(r, SP_ERR_INTERNAL, "out of memory");
+    }
+    if (!has_body) return reply_error(r, SP_ERR_VALIDATION_FAILED, "a JSON object body is required");
+
+    char why[160] = "";
+    cJSON *json = NULL;
+    s = spjson_parse(&json, r->body, r->body_len, SPJSON_DEFAULT_DEPTH, why, sizeof(why));
+    if (s != SP_OK) return reply_error(r, SP_ERR_MALFORMED_JSON, why[0] ? why : "malformed JSON");
+
+    sppb_errors errs;
+    memset(&errs, 0, sizeof(errs));
+    s = sppb_from_json(in, route->req_desc, json, SPPB_STRICT, r->arena, &errs);
+    cJSON_Delete(json);
+    if (s == SP_OK && *in != NULL) return SP_OK;
+    *in = NULL;
+    const char *paths[SPPB_MAX_ERRORS], *reasons[SPPB_MAX_ERRORS];
+    size_t n = errs.n < SPPB_MAX_ERRORS ? errs.n : SPPB_MAX_ERRORS;
+    for (size_t i = 0; i < n; i++) {
+        paths[i] = errs.e[i].path[0] ? errs.e[i].path : "body";
+        reasons[i] = errs.e[i].reason;
+    }
+    return reply_error_fields(r, SP_ERR_VALIDATION_FAILED, "invalid request body", paths, reasons, n);
+}
+
+/* Puts each path parameter into the request field of the same name. */
+static void set_params(gw_req *r, ProtobufCMessage *in, const gw_param *params, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(in->descriptor, params[i].name);
+        if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED) {
+            sp_log_error(r->rid, "route_param_without_field", "route", r->route, "param",
+                         params[i].name);
+            continue;
+        }
+        *(char **)((char *)in + f->offset) = sp_arena_strdup(r->arena, params[i].value);
+    }
+}
+
+static char *dup_or_null(sp_arena *a, const char *s)
+{
+    return s != NULL && s[0] != '\0' ? sp_arena_strdup(a, s) : NULL;
+}
+
+/* Sends the request on the route's subject and answers the reply: the result with the
+ * route's success status, an error reply with its status, 503 when nobody answered. */
+static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMessage *in,
+                           const spjwt_claims *claims)
+{
+    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
+    ctx.request_id = r->rid;
+    ctx.ip = dup_or_null(r->arena, r->ri->remote_addr);
+    const char *ua = mg_get_header(r->conn, "User-Agent");
+    if (ua != NULL) ctx.user_agent = sp_arena_strndup(r->arena, ua, strnlen(ua, MAX_USER_AGENT));
+    if (claims != NULL) {
+        ctx.user_id = dup_or_null(r->arena, claims->sub);
+        ctx.role = dup_or_null(r->arena, claims->role);
+        ctx.client_id = dup_or_null(r->arena, claims->client_id);
+        ctx.client_role = dup_or_null(r->arena, claims->client_role);
+        ctx.session_id = dup_or_null(r->arena, claims->sid);
+    }
+
+    ProtobufCMessage *out = NULL;
+    Sp__V1__Error *err = NULL;
+    int64_t t0 = sp_monotonic_us();
+    sp_status s = spbus_request(&out, &err, r->g->bus, route->subject, &ctx, in, route->reply_desc,
+                                r->g->bus_timeout_ms, r->arena);
+    char labels[160];
+    snprintf(labels, sizeof(labels), "subject=\"%s\"", route->subject);
+    spadmin_observe("sp_bus_request_duration_seconds", labels,
+                    (double)(sp_monotonic_us() - t0) / 1e6);
+
+    if (s == SP_OK && out != NULL) {
+        if (route->status == 204) {
+            respond(r, 204, NULL, NULL, 0);
+            return;
+        }
+        cJSON *json = sppb_to_json(out);
+        respond_json(r, route->status, json);
+        cJSON_Delete(json);
+        return;
+    }
+    if (err != NULL) {
+        if (s == SP_OK) s = SP_ERR_INTERNAL;
+        const char *paths[SPPB_MAX_ERRORS], *reasons[SPPB_MAX_ERRORS];
+        size_t n = 0;
+        for (size_t i = 0; i < err->n_fields && n < SPPB_MAX_ERRORS; i++) {
+            if (err->fields[i] == NULL || err->fields[i]->path == NULL) continue;
+            paths[n] = err->fields[i]->path;
+            reasons[n] = err->fields[i]->reason != NULL ? err->fields[i]->reason : "invalid";
+            n++;
+        }
+        reply_error_fields(r, s, err->message, paths, reasons, n);
+        return;
+    }
+    if (s == SP_ERR_UNAVAILABLE) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s did not answer within SP_BUS_TIMEOUT_MS (%d)",
+                 route->subject, r->g->bus_timeout_ms);
+        reply_error(r, s, msg);
+        return;
+    }
+    sp_log_error(r->rid, "bus_request_failed", "subject", route->subject, "status",
+                 sp_error_code(s));
+    reply_error(r, SP_ERR_INTERNAL, "internal error");
+}
+
+static void serve(gw_req *r)
+{
+    const gw_route *route = NULL;
+    gw_param params[GW_MAX_PARAMS];
+    size_t np = 0;
+    char allow[64];
+    gw_match m = gw_route_match(&route, params, &np, r->ri->request_method, r->ri->local_uri,
+                                allow, sizeof(allow));
+    if (m == GW_MATCH_NOT_FOUND) {
+        reply_error(r, SP_ERR_NOT_FOUND, "no such resource");
+        return;
+    }
+    if (m == GW_MATCH_METHOD) {
+        add_header(r, "Allow", allow);
+        char msg[128];
+        snprintf(msg, sizeof(msg), "method not allowed here (allowed: %s)", allow);
+        reply_error(r, SP_ERR_METHOD_NOT_ALLOWED, msg);
+        return;
+    }
+    r->route = route->pattern;
+
+    spjwt_claims claims;
+    memset(&claims, 0, sizeof(claims));
+    if ((route->flags & GW_AUTH) && authenticate_or_reply(r, &claims) != SP_OK) return;
+
+    ProtobufCMessage *in = NULL;
+    if (decode_input_or_reply(r, route, &in) != SP_OK) return;
+    set_params(r, in, params, np);
+    call_and_reply(r, route, in, (route->flags & GW_AUTH) ? &claims : NULL);
+}
+
+static bool is_ops_path(const char *p)
+{
+    return p != NULL &&
+           (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0);
+}
+
+int gw_http_handle(struct mg_connection *conn)
+{
+    gw_req r;
+    memset(&r, 0, sizeof(r));
+    r.conn = conn;
+    r.ri = mg_get_request_info(conn);
+    r.g = mg_get_user_data(mg_get_context(conn));
+    r.route = "unmatched";
+    r.method = metric_method(r.ri->request_method);
+    int64_t t0 = sp_monotonic_us();
+
+    if (is_ops_path(r.ri->local_uri) && strcmp(r.ri->request_method, "GET") == 0 &&
+        spadmin_handle(conn, r.ri->local_uri, gw_ready, r.g))
+        return 200; /* probes and scrapes: not counted, not logged */
+
+    request_id(&r);
+    r.arena = sp_arena_create(8192);
+    if (r.arena == NULL) {
+        static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                                  "Connection: close\r\n\r\n";
+        mg_write(conn, oom, sizeof(oom) - 1);
+        return 500;
+    }
+    serve(&r);
+
+    double secs = (double)(sp_monotonic_us() - t0) / 1e6;
+    char labels[256], status[8], us[24];
+    snprintf(status, sizeof(status), "%d", r.status);
+    snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", r.route, r.method,
+             r.status);
+    spadmin_counter_add("sp_http_requests_total", labels, 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", r.route, r.method);
+    spadmin_observe("sp_http_request_duration_seconds", labels, secs);
+    sp_log_info(r.rid, "request", "method", r.method, "route", r.route, "status", status,
+                "durationUs", us);
+
+    free(r.body);
+    sp_arena_destroy(r.arena);
+    return r.status;
+}
+
+bool gw_ready(void *user, char *why, size_t whylen)
+{
+    gw_state *g = user;
+    bool nats = spbus_connected(g->bus);
+    pthread_mutex_lock(&g->redis_mu);
+    bool redis = spredis_ping(g->redis);
+    pthread_mutex_unlock(&g->redis_mu);
+    if (nats && redis) return true;
+    snprintf(why, whylen, "%s%s%s", nats ? "" : "nats down", !nats && !redis ? ", " : "",
+             redis ? "" : "redis down");
+    return false;
+}

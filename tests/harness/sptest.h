@@ -1,0 +1,91 @@
+/* sptest.h -- the one test harness: real nats-server, PostgreSQL and Redis on reserved free
+ * loopback ports, each in its own directory under build/tmp/, polled until they answer,
+ * logs kept when a test failed, everything killed at exit (crash or not); our own
+ * services started and stopped; an HTTP client over libcurl. Prefix: sptest_. */
+#ifndef SPTEST_H
+#define SPTEST_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+enum {
+    SPTEST_NATS = 1u << 0,        /* nats-server with JetStream and the generated users */
+    SPTEST_NATS_NOAUTH = 1u << 1, /* nats-server with JetStream and no users (library tests) */
+    SPTEST_PG = 1u << 2,          /* private PostgreSQL cluster, database "smartpark" */
+    SPTEST_REDIS = 1u << 3,
+    SPTEST_MIGRATE = 1u << 4,     /* run "spctl migrate" once the servers are up */
+    SPTEST_ALL = SPTEST_NATS | SPTEST_PG | SPTEST_REDIS | SPTEST_MIGRATE,
+};
+
+typedef struct {
+    pid_t pid;          /* 0 when not running */
+    char name[32];
+    char log[512];      /* its stdout+stderr */
+    int admin_port;     /* our services: the SP_ADMIN_ADDR port */
+} sptest_proc;
+
+typedef struct {
+    char dir[512];      /* build/tmp/<suite>-XXXXXX */
+    unsigned what;
+    int nats_port, pg_port, redis_port, http_port;
+    char nats_url[128]; /* nats://127.0.0.1:<port> */
+    char db_url[256];   /* postgresql://sp@127.0.0.1:<port>/smartpark */
+    char redis_url[128];
+    char base_url[128]; /* http://127.0.0.1:<http_port> (the gateway, once started) */
+    char secrets[512];  /* path of the generated secrets.env (SP_JWT_SECRET, ...) */
+    sptest_proc nats, pg, redis;
+    sptest_proc svc[8]; /* services started by sptest_start_service */
+    int nsvc;
+} sptest_env;
+
+/* Starts what 'what' asks for; aborts the test program (with the logs printed) when a
+ * server does not come up within 30 s. Registers cleanup at exit and on fatal signals. */
+sptest_env *sptest_start(const char *suite, unsigned what);
+/* Kills everything; removes the directory unless a test failed (sptest_mark_failed) or
+ * SP_KEEP_TMP=1. */
+void sptest_stop(sptest_env *e);
+void sptest_mark_failed(sptest_env *e);
+
+int sptest_free_port(void); /* reserved: never handed out twice in this process */
+
+/* Starts build/.../services binary 'name' ("auth", "gateway") with the environment of the
+ * stack (URLs, its NATS user and password, secrets, SP_ADMIN_ADDR on a free port, and for
+ * the gateway SP_HTTP_ADDR on e->http_port) plus 'extra_env' ("K=V" strings, NULL-ended),
+ * and waits for its /readyz to answer 200 (aborts after 30 s). */
+sptest_proc *sptest_start_service(sptest_env *e, const char *name, const char *const *extra_env);
+/* Sends 'sig' and waits for the process to exit (SIGKILL after 10 s). */
+void sptest_kill(sptest_proc *p, int sig);
+/* Restarts a killed infrastructure server or service on the same port and directory,
+ * waiting until it answers. */
+void sptest_restart(sptest_env *e, sptest_proc *p);
+
+bool sptest_wait_tcp(int port, int timeout_ms);
+bool sptest_wait_http(const char *url, long want_status, int timeout_ms);
+
+/* ---- HTTP client ------------------------------------------------------------------------ */
+
+typedef struct {
+    long status;
+    char *body;      /* NUL-terminated */
+    size_t len;
+    char *headers;   /* raw response headers */
+    cJSON *json;     /* parsed body, or NULL */
+    double seconds;  /* total time */
+} sptest_resp;
+
+/* headers: "Name: value" strings, NULL-ended (may be NULL). body may be NULL. Timeout 15 s. */
+sptest_resp *sptest_http(const char *method, const char *url, const char *const *headers,
+                         const char *body, size_t len);
+/* JSON convenience: sets Content-Type: application/json, and Authorization: Bearer <token>
+ * when token is not NULL. path is appended to e->base_url. */
+sptest_resp *sptest_json(sptest_env *e, const char *method, const char *path, const char *token,
+                         const char *body);
+void sptest_resp_free(sptest_resp *r);
+/* Case-insensitive header lookup; returns a static-per-response copy or NULL. */
+const char *sptest_resp_header(sptest_resp *r, const char *name);
+/* String at a dotted path in r->json ("error.code"), or NULL. */
+const char *sptest_jstr(const sptest_resp *r, const char *path);
+
+#endif

@@ -1,0 +1,508 @@
+/* spctl_migrate.c -- the operator CLI against real servers: migrations apply once and
+ * are checked, the JetStream streams exist with their limits, the first admin is created
+ * once, and the NATS users of integrators and cameras stay inside their permissions. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sptest.h"
+
+extern char **environ;
+
+static sptest_env *env;
+static char spctl_password[128];
+
+/* ---- running spctl ---------------------------------------------------------------------- */
+
+/* Value of KEY in the harness's secrets.env, into buf ("" when missing). */
+static void secret(char *buf, size_t len, const char *key)
+{
+    char line[512];
+    size_t klen = strlen(key);
+    FILE *f = fopen(env->secrets, "r");
+
+    buf[0] = '\0';
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
+            line[strcspn(line, "\r\n")] = '\0';
+            snprintf(buf, len, "%s", line + klen + 1);
+        }
+    }
+    if (f) fclose(f);
+}
+
+/* Runs spctl with 'args' (NULL-ended) and the stack's environment: database, NATS as the
+ * spctl user, plus 'extra' ("K=V", NULL-ended, may be NULL; they win). Output (stdout and
+ * stderr) into out. Returns the exit status, -1 when it did not exit normally. */
+static int run_spctl(char *out, size_t outlen, const char *const *args, const char *const *extra)
+{
+    char bin[600], db[300], nats[160], pw[200];
+    const char *argv[16];
+    const char *envp[256];
+    size_t na = 0, ne = 0;
+    int pipefd[2];
+
+    snprintf(bin, sizeof bin, "%s/spctl", SP_BINARY_DIR);
+    argv[na++] = bin;
+    for (size_t i = 0; args[i] && na < 15; i++)
+        argv[na++] = args[i];
+    argv[na] = NULL;
+
+    snprintf(db, sizeof db, "SP_DATABASE_URL=%s", env->db_url);
+    snprintf(nats, sizeof nats, "SP_NATS_URL=%s", env->nats_url);
+    snprintf(pw, sizeof pw, "SP_NATS_PASSWORD=%s", spctl_password);
+    /* glibc's getenv returns the first match: extras first, then ours, then the rest */
+    for (size_t i = 0; extra && extra[i] && ne < 200; i++)
+        envp[ne++] = extra[i];
+    envp[ne++] = db;
+    envp[ne++] = nats;
+    envp[ne++] = "SP_NATS_USER=spctl";
+    envp[ne++] = pw;
+    for (char **e = environ; *e && ne < 254; e++) {
+        if (strncmp(*e, "SP_", 3) != 0) envp[ne++] = *e;
+    }
+    envp[ne] = NULL;
+
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execve(bin, (char *const *)argv, (char *const *)envp);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t n = 0;
+    ssize_t r;
+    char sink[512];
+
+    while ((r = read(pipefd[0], n + 1 < outlen ? out + n : sink,
+                     n + 1 < outlen ? outlen - 1 - n : sizeof sink)) > 0) {
+        if (n + 1 < outlen) n += (size_t)r;
+    }
+    out[n] = '\0';
+    close(pipefd[0]);
+    int st = 0;
+
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void migrate_ok(void)
+{
+    char out[8192];
+    const char *args[] = {"migrate", NULL};
+
+    ck_assert_msg(run_spctl(out, sizeof out, args, NULL) == 0, "spctl migrate failed: %s", out);
+}
+
+/* ---- PostgreSQL ---------------------------------------------------------------------------- */
+
+/* The first column of the first row of 'sql' (malloc'd; "" when no row). */
+static char *query1(const char *sql, int nparams, const char *const *params)
+{
+    PGconn *c = PQconnectdb(env->db_url);
+
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
+                  "%s: %s", sql, PQresultErrorMessage(r));
+    char *v = strdup(PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* ---- NATS ------------------------------------------------------------------------------------ */
+
+/* The last asynchronous error (permission violations arrive this way). */
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+static natsStatus last_err;
+static char last_err_text[512];
+
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    const char *text = NULL;
+
+    (void)sub;
+    (void)closure;
+    natsConnection_GetLastError(nc, &text);
+    pthread_mutex_lock(&err_mu);
+    last_err = err;
+    snprintf(last_err_text, sizeof last_err_text, "%s", text ? text : "");
+    pthread_mutex_unlock(&err_mu);
+}
+
+/* Waits up to 2 s for an async error whose text holds 'needle'. */
+static bool saw_error(const char *needle)
+{
+    for (int i = 0; i < 40; i++) {
+        pthread_mutex_lock(&err_mu);
+        bool hit = last_err == NATS_NOT_PERMITTED && strstr(last_err_text, needle) != NULL;
+        pthread_mutex_unlock(&err_mu);
+        if (hit) return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+static natsConnection *connect_as(const char *user, const char *password)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+
+    ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+    ck_assert_int_eq(natsOptions_SetURL(o, env->nats_url), NATS_OK);
+    ck_assert_int_eq(natsOptions_SetUserInfo(o, user, password), NATS_OK);
+    ck_assert_int_eq(natsOptions_SetErrorHandler(o, on_error, NULL), NATS_OK);
+    natsStatus s = natsConnection_Connect(&nc, o);
+
+    natsOptions_Destroy(o);
+    ck_assert_msg(s == NATS_OK, "connect as %s: %s", user, natsStatus_GetText(s));
+    return nc;
+}
+
+/* true when 'sub' receives a message within 'ms'. */
+static bool receives(natsSubscription *sub, int ms)
+{
+    natsMsg *m = NULL;
+    natsStatus s = natsSubscription_NextMsg(&m, sub, ms);
+
+    natsMsg_Destroy(m);
+    return s == NATS_OK;
+}
+
+static void close_nats(natsConnection *a, natsConnection *b)
+{
+    natsConnection_Destroy(a);
+    natsConnection_Destroy(b);
+    nats_Close();
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+START_TEST(migrate_twice_applies_nothing_the_second_time)
+{
+    char out[8192];
+    const char *args[] = {"migrate", NULL};
+
+    migrate_ok();
+    char *before = query1("SELECT string_agg(service || '/' || version || '/' || name || '/' ||"
+                          " sha256 || '/' || applied_at, ',' ORDER BY service, version)"
+                          " FROM public.sp_migrations",
+                          0, NULL);
+    char *auth = query1("SELECT sha256 FROM public.sp_migrations"
+                        " WHERE service = 'auth' AND version = 1 AND name = 'init'",
+                        0, NULL);
+
+    ck_assert_int_eq(strlen(auth), 64);
+    char *people = query1("SELECT to_regclass('auth.people')::text", 0, NULL);
+
+    ck_assert_str_eq(people, "auth.people");
+    free(people);
+
+    ck_assert_int_eq(run_spctl(out, sizeof out, args, NULL), 0);
+    ck_assert_msg(strstr(out, "applied") == NULL, "second migrate applied: %s", out);
+    char *after = query1("SELECT string_agg(service || '/' || version || '/' || name || '/' ||"
+                         " sha256 || '/' || applied_at, ',' ORDER BY service, version)"
+                         " FROM public.sp_migrations",
+                         0, NULL);
+
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    free(auth);
+}
+END_TEST
+
+START_TEST(migrate_refuses_a_changed_applied_file)
+{
+    char out[8192];
+    const char *args[] = {"migrate", "--no-streams", NULL};
+
+    migrate_ok();
+    char *sum = query1("SELECT sha256 FROM public.sp_migrations"
+                       " WHERE service = 'auth' AND version = 1",
+                       0, NULL);
+
+    free(query1("UPDATE public.sp_migrations SET sha256 = repeat('0', 64)"
+                " WHERE service = 'auth' AND version = 1",
+                0, NULL));
+    int rc = run_spctl(out, sizeof out, args, NULL);
+    const char *p[] = {sum};
+
+    free(query1("UPDATE public.sp_migrations SET sha256 = $1"
+                " WHERE service = 'auth' AND version = 1",
+                1, p));
+    free(sum);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out, "auth/0001_init.sql") && strstr(out, "checksum"), "%s", out);
+}
+END_TEST
+
+START_TEST(streams_exist_with_their_limits)
+{
+    migrate_ok();
+    natsConnection *nc = connect_as("spctl", spctl_password);
+    jsCtx *js = NULL;
+
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    const struct {
+        const char *name, *subject;
+        int64_t max_age_days;
+        jsDiscardPolicy discard;
+    } want[] = {
+        {"SP_EVENTS", "sp.events.>", 7, js_DiscardNew},
+        {"SP_AUDIT", "sp.audit.>", 365, js_DiscardOld},
+        {"SP_SLOT_STATUS", "sp.slot-status.v1.>", 7, js_DiscardOld},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetStreamInfo(&si, js, want[i].name, NULL, &jerr);
+
+        ck_assert_msg(s == NATS_OK, "%s: %s", want[i].name, natsStatus_GetText(s));
+        ck_assert_int_eq(si->Config->SubjectsLen, 1);
+        ck_assert_str_eq(si->Config->Subjects[0], want[i].subject);
+        ck_assert_int_eq(si->Config->Storage, js_FileStorage);
+        ck_assert_int_eq(si->Config->Duplicates, INT64_C(120) * 1000000000);
+        ck_assert_int_eq(si->Config->MaxAge, want[i].max_age_days * 86400 * INT64_C(1000000000));
+        ck_assert_int_eq(si->Config->Discard, want[i].discard);
+        if (i == 0) ck_assert_int_eq(si->Config->MaxBytes, INT64_C(1) << 30);
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    close_nats(nc, NULL);
+}
+END_TEST
+
+START_TEST(create_admin_creates_once)
+{
+    char out[8192];
+    const char *args1[] = {"create-admin", "--email", "Boss@Example.com", "--name", "Boss", NULL};
+    const char *args2[] = {"create-admin", "--email", "boss@example.com", NULL};
+    const char *pw[] = {"SP_ADMIN_PASSWORD=correct horse battery", NULL};
+
+    migrate_ok();
+    ck_assert_msg(run_spctl(out, sizeof out, args1, pw) == 0, "%s", out);
+    ck_assert_ptr_null(strstr(out, "correct horse"));
+    char *row = query1("SELECT p.name || '|' || p.email || '|' || r.code || '|' ||"
+                       " left(u.password_hash, 10) || '|' || (u.public_id <> p.public_id)"
+                       " FROM auth.people p JOIN auth.users u ON u.person_id = p.id"
+                       " JOIN auth.user_roles ur ON ur.user_id = u.id"
+                       " JOIN auth.roles r ON r.id = ur.role_id"
+                       " WHERE p.email = 'boss@example.com'",
+                       0, NULL);
+
+    ck_assert_str_eq(row, "Boss|boss@example.com|admin|$argon2id$|true");
+    free(row);
+
+    ck_assert_msg(run_spctl(out, sizeof out, args2, pw) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "admin boss@example.com already exists"), "%s", out);
+    char *n =
+        query1("SELECT count(*) FROM auth.people WHERE lower(email) = 'boss@example.com'", 0, NULL);
+
+    ck_assert_str_eq(n, "1");
+    free(n);
+}
+END_TEST
+
+START_TEST(create_admin_requires_a_sound_password)
+{
+    char out[8192];
+    const char *args[] = {"create-admin", "--email", "short@example.com", NULL};
+    const char *pw[] = {"SP_ADMIN_PASSWORD=1234567", NULL};
+
+    migrate_ok();
+    ck_assert_int_eq(run_spctl(out, sizeof out, args, pw), 1);
+    ck_assert_msg(strstr(out, "8..128"), "%s", out);
+    char *n = query1("SELECT count(*) FROM auth.people WHERE email = 'short@example.com'", 0, NULL);
+
+    ck_assert_str_eq(n, "0");
+    free(n);
+}
+END_TEST
+
+START_TEST(subscriber_reads_slot_status_but_cannot_call_services)
+{
+    natsConnection *op = connect_as("spctl", spctl_password);
+    natsConnection *nc = connect_as("subscriber", "subscriber");
+    natsSubscription *status = NULL, *spy = NULL;
+
+    ck_assert_int_eq(natsConnection_SubscribeSync(&status, nc, "sp.slot-status.v1.>"), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&spy, op, "sp.auth.v1.Register"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(op), NATS_OK);
+
+    ck_assert_int_eq(natsConnection_PublishString(op, "sp.slot-status.v1.c.e.l.A1", "x"), NATS_OK);
+    ck_assert(receives(status, 2000));
+
+    ck_assert_int_eq(natsConnection_PublishString(nc, "sp.auth.v1.Register", "x"), NATS_OK);
+    natsConnection_Flush(nc);
+    ck_assert(saw_error("Permissions Violation for Publish"));
+    ck_assert(!receives(spy, 500));
+
+    natsSubscription_Destroy(status);
+    natsSubscription_Destroy(spy);
+    close_nats(nc, op);
+}
+END_TEST
+
+START_TEST(camera_cannot_read_service_replies)
+{
+    natsConnection *op = connect_as("spctl", spctl_password);
+    natsConnection *nc = connect_as("camera", "camera");
+    natsSubscription *own = NULL, *replies = NULL;
+
+    /* its own inbox works */
+    ck_assert_int_eq(natsConnection_SubscribeSync(&own, nc, "_INBOX.>"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    ck_assert_int_eq(natsConnection_PublishString(op, "_INBOX.cam.1", "x"), NATS_OK);
+    ck_assert(receives(own, 2000));
+
+    /* the services' private reply prefix is refused */
+    ck_assert_int_eq(natsConnection_SubscribeSync(&replies, nc, "_SP_INBOX.>"), NATS_OK);
+    natsConnection_Flush(nc);
+    ck_assert(saw_error("Permissions Violation for Subscription"));
+    ck_assert_int_eq(natsConnection_PublishString(op, "_SP_INBOX.svc.1", "secret reply"), NATS_OK);
+    ck_assert(!receives(replies, 500));
+
+    natsSubscription_Destroy(own);
+    natsSubscription_Destroy(replies);
+    close_nats(nc, op);
+}
+END_TEST
+
+START_TEST(camera_publishes_only_on_the_ingest_subjects)
+{
+    natsConnection *op = connect_as("spctl", spctl_password);
+    natsConnection *nc = connect_as("camera", "camera");
+    natsSubscription *ingest = NULL, *auth = NULL;
+
+    ck_assert_int_eq(natsConnection_SubscribeSync(&ingest, op, "sp.ingest.v1.Heartbeat"), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&auth, op, "sp.auth.v1.Register"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(op), NATS_OK);
+
+    ck_assert_int_eq(natsConnection_PublishString(nc, "sp.ingest.v1.Heartbeat", "x"), NATS_OK);
+    ck_assert(receives(ingest, 2000));
+    ck_assert_int_eq(natsConnection_PublishString(nc, "sp.auth.v1.Register", "x"), NATS_OK);
+    natsConnection_Flush(nc);
+    ck_assert(saw_error("Permissions Violation for Publish"));
+    ck_assert(!receives(auth, 500));
+
+    natsSubscription_Destroy(ingest);
+    natsSubscription_Destroy(auth);
+    close_nats(nc, op);
+}
+END_TEST
+
+START_TEST(gen_secrets_adds_only_the_missing_keys)
+{
+    char path[700], out[4096], line[256];
+    const char *args[] = {"gen-secrets", path, NULL};
+    struct stat st;
+    int lines = 0;
+
+    snprintf(path, sizeof path, "%s/gen-secrets-test.env", env->dir);
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs("SP_JWT_SECRET=keepme", f); /* no final newline: the next key must not glue on */
+    fclose(f);
+    chmod(path, 0644);
+
+    ck_assert_msg(run_spctl(out, sizeof out, args, NULL) == 0, "%s", out);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        char *eq = strchr(line, '=');
+
+        line[strcspn(line, "\n")] = '\0';
+        ck_assert_ptr_nonnull(eq);
+        *eq = '\0';
+        const char *v = eq + 1;
+
+        lines++;
+        if (strcmp(line, "SP_JWT_SECRET") == 0) {
+            ck_assert_str_eq(v, "keepme");
+            continue;
+        }
+        ck_assert_int_eq(strspn(v, "0123456789abcdef"), strlen(v));
+        ck_assert_int_eq(strlen(v), strcmp(line, "SP_MASTER_KEY") == 0 ? 64 : 32);
+        ck_assert_msg(strstr(out, v) == NULL, "a secret was printed: %s", line);
+    }
+    fclose(f);
+    ck_assert_int_eq(lines, 9);
+
+    /* a second run changes nothing */
+    char before[2048], *text = NULL;
+    size_t n = 0;
+
+    f = fopen(path, "r");
+    n = fread(before, 1, sizeof before - 1, f);
+    before[n] = '\0';
+    fclose(f);
+    ck_assert_int_eq(run_spctl(out, sizeof out, args, NULL), 0);
+    f = fopen(path, "r");
+    text = calloc(1, sizeof before);
+    ck_assert_uint_eq(fread(text, 1, sizeof before - 1, f), n);
+    fclose(f);
+    ck_assert_str_eq(text, before);
+    free(text);
+}
+END_TEST
+
+int main(void)
+{
+    env = sptest_start("spctl_migrate", SPTEST_PG | SPTEST_NATS);
+    secret(spctl_password, sizeof spctl_password, "SP_NATS_SPCTL_PASSWORD");
+    if (!spctl_password[0]) {
+        fprintf(stderr, "no SP_NATS_SPCTL_PASSWORD in %s (is spctl built?)\n", env->secrets);
+        sptest_mark_failed(env);
+        sptest_stop(env);
+        return 1;
+    }
+
+    Suite *s = suite_create("spctl_migrate");
+    TCase *db = tcase_create("migrate");
+    TCase *bus = tcase_create("nats_users");
+
+    tcase_set_timeout(db, 120);
+    tcase_set_timeout(bus, 60);
+    tcase_add_test(db, gen_secrets_adds_only_the_missing_keys);
+    tcase_add_test(db, migrate_twice_applies_nothing_the_second_time);
+    tcase_add_test(db, migrate_refuses_a_changed_applied_file);
+    tcase_add_test(db, streams_exist_with_their_limits);
+    tcase_add_test(db, create_admin_creates_once);
+    tcase_add_test(db, create_admin_requires_a_sound_password);
+    tcase_add_test(bus, subscriber_reads_slot_status_but_cannot_call_services);
+    tcase_add_test(bus, camera_cannot_read_service_replies);
+    tcase_add_test(bus, camera_publishes_only_on_the_ingest_subjects);
+    suite_add_tcase(s, db);
+    suite_add_tcase(s, bus);
+
+    SRunner *sr = srunner_create(s);
+
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+
+    srunner_free(sr);
+    if (failed) sptest_mark_failed(env);
+    sptest_stop(env);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# stack.sh -- the local SmartPark stack of `make run`: a private PostgreSQL, NATS with
+# JetStream and Redis on loopback under var/, secrets, migrations, the first admin, then
+# every service that is built, the gateway last. Ctrl-C / SIGTERM stops everything it
+# started. A second run reuses var/ (data and secrets).
+#
+# usage: tools/dev/stack.sh BUILD_DIR
+# environment: SP_VAR_DIR, SP_NATS_PORT (4222), SP_PG_PORT (55432), SP_REDIS_PORT (56379),
+#   SP_HTTP_PORT (8080), SP_ADMIN_PASSWORD (admin-change-me), SP_NATS_SUBSCRIBER_USER /
+#   _PASSWORD, SP_NATS_CAMERA_USER / _PASSWORD.
+set -euo pipefail
+
+# ---- settings ----------------------------------------------------------------------------
+if [ $# -ne 1 ] || [ "$1" = "--help" ] || [ "$1" = "-h" ]; then
+  echo "usage: tools/dev/stack.sh BUILD_DIR   (what 'make run' calls)" >&2
+  [ $# -eq 1 ] && exit 0 || exit 1
+fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=$(cd "$ROOT" && cd "$1" && pwd)
+SPCTL=$BUILD/spctl
+
+NATS_PORT=${SP_NATS_PORT:-4222}
+PG_PORT=${SP_PG_PORT:-55432}
+REDIS_PORT=${SP_REDIS_PORT:-56379}
+HTTP_PORT=${SP_HTTP_PORT:-8080}
+ADMIN_EMAIL=admin@smartpark.local
+ADMIN_PASSWORD=${SP_ADMIN_PASSWORD:-admin-change-me}
+
+# Services in start order (the gateway last) and their admin ports; a binary that is not
+# built is skipped.
+SERVICES=(auth tenancy catalog ingest projection gateway)
+declare -A ADMIN_PORT=([gateway]=9100 [auth]=9101 [tenancy]=9102 [catalog]=9103
+                       [ingest]=9104 [projection]=9105)
+
+NATS_URL=nats://127.0.0.1:$NATS_PORT
+DB_URL=postgresql://sp@127.0.0.1:$PG_PORT/smartpark
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+
+say() { printf 'stack: %s\n' "$*"; }
+die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
+
+# ---- cleanup: everything we started, newest first ----------------------------------------
+PIDS=()      # background processes, in start order
+NAMES=()
+PG_STARTED=0
+STOPPING=0
+
+stop_all() {
+  local rc=$1 i pid deadline
+  [ "$STOPPING" = 1 ] && return
+  STOPPING=1
+  set +e
+  trap '' INT TERM
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[$i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    say "stopping ${NAMES[$i]} (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null
+    deadline=$((SECONDS + 15))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "${NAMES[$i]} did not stop in 15 s: killing it"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+  done
+  if [ "$PG_STARTED" = 1 ]; then
+    say "stopping postgresql"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1
+  fi
+  exit "$rc"
+}
+trap 'stop_all $?' EXIT
+trap 'echo; stop_all 0' INT TERM
+
+# ---- helpers -----------------------------------------------------------------------------
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_tcp() { # name port pid
+  local deadline=$((SECONDS + 30))
+  until port_taken "$2"; do
+    if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then die "$1 exited during start"; fi
+    [ $SECONDS -ge $deadline ] && die "$1 did not answer on 127.0.0.1:$2 within 30 s"
+    sleep 0.1
+  done
+}
+
+# Runs a command as the postgres user when we are root (initdb refuses root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_bg() { # name logfile command...
+  local name=$1 log=$2
+  shift 2
+  # own session: Ctrl-C reaches only this script, which stops everything in order
+  setsid "$@" >>"$log" 2>&1 </dev/null &
+  PIDS+=($!)
+  NAMES+=("$name")
+}
+
+# ---- checks before starting anything -----------------------------------------------------
+[ -x "$SPCTL" ] || die "$SPCTL is missing: build first (make build)"
+for p in "NATS:$NATS_PORT:SP_NATS_PORT" "PostgreSQL:$PG_PORT:SP_PG_PORT" "Redis:$REDIS_PORT:SP_REDIS_PORT"; do
+  IFS=: read -r what port var <<<"$p"
+  port_taken "$port" && die "port $port ($what) is already taken: stop what uses it or set $var"
+done
+for svc in "${SERVICES[@]}"; do
+  [ -x "$BUILD/$svc" ] || continue
+  port_taken "${ADMIN_PORT[$svc]}" && die "port ${ADMIN_PORT[$svc]} ($svc admin) is already taken"
+  if [ "$svc" = gateway ] && port_taken "$HTTP_PORT"; then
+    die "port $HTTP_PORT (gateway HTTP) is already taken: set SP_HTTP_PORT"
+  fi
+done
+command -v nats-server >/dev/null || die "nats-server is not installed (make deps)"
+command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
+PGBIN=$(pg_config --bindir 2>/dev/null || true)
+[ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
+[ -x "$PGBIN/initdb" ] || die "PostgreSQL server binaries not found (make deps)"
+
+# ---- var/ ----------------------------------------------------------------------------------
+VAR=${SP_VAR_DIR:-$ROOT/var}
+mkdir -p "$VAR/log" "$VAR/nats" "$VAR/redis"
+VAR=$(cd "$VAR" && pwd)
+LOG=$VAR/log
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+# Root must run it as postgres, which must be able to traverse every parent of var/;
+# otherwise (a checkout under /root) the cluster lives in a private dir under /var/tmp.
+PGDATA=$VAR/pg
+PGLOG=$LOG/postgres.log
+if [ "$(id -u)" -eq 0 ]; then
+  if ! runuser -u postgres -- test -x "$VAR" 2>/dev/null; then
+    # keyed by the var/ path (the repository's unless SP_VAR_DIR), so two stacks never share
+    PGHOME=/var/tmp/smartpark-pg-$(printf '%s' "$VAR" | sha256sum | cut -c1-12)
+    mkdir -p "$PGHOME"
+    chown postgres: "$PGHOME"
+    chmod 0700 "$PGHOME"
+    PGDATA=$PGHOME/data
+    PGLOG=$PGHOME/postgres.log
+    ln -sfn "$PGLOG" "$LOG/postgres.log"
+    say "postgres cannot reach $VAR: PostgreSQL data is in $PGDATA"
+  fi
+  mkdir -p "$PGDATA"
+  chown postgres: "$PGDATA"
+  touch "$PGLOG"
+  chown postgres: "$PGLOG"
+fi
+mkdir -p "$PGDATA"
+chmod 0700 "$PGDATA"
+# the Unix socket path must stay under 108 bytes; we connect over TCP anyway
+PGSOCK=$PGDATA
+if [ ${#PGSOCK} -gt 80 ]; then
+  PGSOCK=/tmp/smartpark-pgsock-$(printf '%s' "$PGDATA" | sha256sum | cut -c1-12)
+  mkdir -p "$PGSOCK"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGSOCK"
+  chmod 0700 "$PGSOCK"
+fi
+if [ ! -f "$PGDATA/PG_VERSION" ]; then
+  say "initdb $PGDATA"
+  as_pg "$PGBIN/initdb" -D "$PGDATA" -U sp --auth=trust -E UTF8 >>"$PGLOG" 2>&1 ||
+    die "initdb failed: see $PGLOG"
+fi
+say "starting postgresql on 127.0.0.1:$PG_PORT"
+# never piped: the server would inherit the pipe and pg_ctl would hang
+PG_STARTED=1
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 \
+  -o "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 ||
+  die "postgresql did not start: see $PGLOG"
+PSQL=("$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U sp -X -q -v ON_ERROR_STOP=1)
+if [ "$("${PSQL[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'smartpark'")" != 1 ]; then
+  "${PSQL[@]}" -d postgres -c "CREATE DATABASE smartpark" >/dev/null
+  say "created database smartpark"
+fi
+
+# ---- secrets -----------------------------------------------------------------------------
+"$SPCTL" gen-secrets "$VAR/secrets.env"
+set -a
+# shellcheck disable=SC1091
+source "$VAR/secrets.env"
+set +a
+
+# ---- NATS and Redis --------------------------------------------------------------------------
+"$SPCTL" nats-config --listen "127.0.0.1:$NATS_PORT" --store "$VAR/nats" --out "$VAR/nats.conf"
+say "starting nats-server on 127.0.0.1:$NATS_PORT"
+start_bg nats "$LOG/nats.log" nats-server -c "$VAR/nats.conf"
+wait_tcp nats "$NATS_PORT" "${PIDS[-1]}"
+
+say "starting redis on 127.0.0.1:$REDIS_PORT"
+start_bg redis "$LOG/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+  --dir "$VAR/redis" --daemonize no --protected-mode yes
+wait_tcp redis "$REDIS_PORT" "${PIDS[-1]}"
+deadline=$((SECONDS + 30))
+until [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; do
+  [ $SECONDS -ge $deadline ] && die "redis did not answer PING within 30 s: see $LOG/redis.log"
+  sleep 0.1
+done
+
+# ---- migrations and the first admin --------------------------------------------------------
+SP_MIGRATIONS_DIR=$ROOT/migrations SP_DATABASE_URL=$DB_URL SP_NATS_URL=$NATS_URL \
+  SP_NATS_USER=spctl SP_NATS_PASSWORD=$SP_NATS_SPCTL_PASSWORD "$SPCTL" migrate
+SP_DATABASE_URL=$DB_URL SP_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+  "$SPCTL" create-admin --email "$ADMIN_EMAIL"
+
+# ---- services --------------------------------------------------------------------------------
+ALL_PASSWORDS=(SP_NATS_GATEWAY_PASSWORD SP_NATS_AUTH_PASSWORD SP_NATS_TENANCY_PASSWORD
+               SP_NATS_CATALOG_PASSWORD SP_NATS_INGEST_PASSWORD SP_NATS_PROJECTION_PASSWORD
+               SP_NATS_SPCTL_PASSWORD)
+STARTED=()
+for svc in "${SERVICES[@]}"; do
+  if [ ! -x "$BUILD/$svc" ]; then
+    say "skipping $svc: $BUILD/$svc is not built"
+    continue
+  fi
+  SVC=${svc^^}
+  pass_var=SP_NATS_${SVC}_PASSWORD
+  admin=${ADMIN_PORT[$svc]}
+  # each service sees only its own NATS password
+  unset_others=()
+  for v in "${ALL_PASSWORDS[@]}"; do unset_others+=(-u "$v"); done
+  extra=()
+  [ "$svc" = gateway ] && extra+=("SP_HTTP_ADDR=127.0.0.1:$HTTP_PORT")
+  say "starting $svc (admin 127.0.0.1:$admin)"
+  start_bg "$svc" "$LOG/$svc.log" env "${unset_others[@]}" \
+    SP_NATS_URL="$NATS_URL" SP_NATS_USER="$svc" SP_NATS_PASSWORD="${!pass_var}" \
+    SP_DATABASE_URL="$DB_URL" SP_REDIS_URL="$REDIS_URL" \
+    SP_ADMIN_ADDR="127.0.0.1:$admin" "${extra[@]}" "$BUILD/$svc"
+  pid=${PIDS[-1]}
+  deadline=$((SECONDS + 30))
+  until [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$admin/readyz" || true)" = 200 ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      kill -0 "$pid" 2>/dev/null && why="not ready within 30 s" || why="exited"
+      printf 'stack: %s %s; last lines of %s:\n' "$svc" "$why" "$LOG/$svc.log" >&2
+      tail -n 20 "$LOG/$svc.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+  STARTED+=("$svc")
+done
+
+# ---- summary -----------------------------------------------------------------------------------
+sub_user=${SP_NATS_SUBSCRIBER_USER:-subscriber}
+cam_user=${SP_NATS_CAMERA_USER:-camera}
+pw_note() { # variable default
+  if [ -n "${!1:-}" ]; then echo "(from $1)"; else echo "$2"; fi
+}
+gw=""
+[ -x "$BUILD/gateway" ] || gw="   (gateway not built)"
+cat <<EOF
+
+SmartPark is running (Ctrl-C stops everything)
+  API          http://127.0.0.1:$HTTP_PORT/v1$gw
+  health       http://127.0.0.1:$HTTP_PORT/healthz, /readyz on each admin port (gateway 9100 .. projection 9105)
+  services     ${STARTED[*]:-none built}
+  NATS         $NATS_URL (JetStream)
+               integrations: $sub_user / $(pw_note SP_NATS_SUBSCRIBER_PASSWORD subscriber)
+               cameras:      $cam_user / $(pw_note SP_NATS_CAMERA_PASSWORD camera)
+  PostgreSQL   $DB_URL   (data: $PGDATA)
+  Redis        $REDIS_URL
+  admin        $ADMIN_EMAIL / $(pw_note SP_ADMIN_PASSWORD admin-change-me)   (set on first start)
+  secrets      $VAR/secrets.env
+  logs         $LOG/
+
+EOF
+
+# ---- wait: Ctrl-C / SIGTERM runs the trap; a process that dies stops the stack -------------------
+while true; do
+  set +e
+  wait -n "${PIDS[@]}"
+  rc=$?
+  set -e
+  for i in "${!PIDS[@]}"; do
+    if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      printf 'stack: %s exited (status %s); last lines of its log:\n' "${NAMES[$i]}" "$rc" >&2
+      tail -n 20 "$LOG/${NAMES[$i]}.log" >&2 || true
+      exit 1
+    fi
+  done
+done

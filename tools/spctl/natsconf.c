@@ -1,0 +1,230 @@
+/* natsconf.c -- "spctl nats-config": writes the nats-server 2.9 config of a stack:
+ * listen address, JetStream limits, max_payload, and the users with their permissions
+ * (one table below), passwords taken from the environment (gen-secrets). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spctl.h"
+
+#define MAX_SUBJ 12
+
+/* One NATS user: where its password comes from and what it may publish and subscribe.
+ * Services get allow_responses so they can answer requests on any reply subject. */
+typedef struct {
+    const char *user;     /* fixed name, or NULL: taken from user_env */
+    const char *user_env; /* "SP_NATS_SUBSCRIBER_USER" */
+    const char *user_def; /* default when user_env is unset */
+    const char *pass_env; /* "SP_NATS_AUTH_PASSWORD" */
+    const char *pass_def; /* NULL: required */
+    bool allow_responses;
+    const char *pub[MAX_SUBJ];
+    const char *sub[MAX_SUBJ];
+} nats_user;
+
+/* The request subjects of every API, so that the services can call each other. */
+#define REQUESTS "sp.*.v1.*"
+#define SP_INBOX "_SP_INBOX.>"
+
+/* clang-format off */
+static const nats_user users[] = {
+    /* The gateway calls every API and reads the change and slot-status subjects for its
+     * caches and SSE streams; JetStream for the SSE replay of SP_SLOT_STATUS. */
+    {"gateway", NULL, NULL, "SP_NATS_GATEWAY_PASSWORD", NULL, false,
+     {REQUESTS, "$JS.API.>", "$JS.ACK.SP_SLOT_STATUS.>", "$JS.FC.>"},
+     {SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>", "sp.auth.changed.>",
+      "sp.slot-status.v1.>"}},
+    /* each service: serves its API, calls the others, writes its audit outbox and its
+     * change notifications, uses JetStream, answers on any reply subject */
+    {"auth", NULL, NULL, "SP_NATS_AUTH_PASSWORD", NULL, true,
+     {REQUESTS, "sp.audit.>", "sp.auth.changed.>", "$JS.API.>", "$JS.ACK.>"},
+     {"sp.auth.v1.*", SP_INBOX}},
+    {"tenancy", NULL, NULL, "SP_NATS_TENANCY_PASSWORD", NULL, true,
+     {REQUESTS, "sp.audit.>", "sp.tenancy.changed.>", "$JS.API.>", "$JS.ACK.>"},
+     {"sp.tenancy.v1.*", SP_INBOX}},
+    {"catalog", NULL, NULL, "SP_NATS_CATALOG_PASSWORD", NULL, true,
+     {REQUESTS, "sp.audit.>", "sp.catalog.changed.>", "$JS.API.>", "$JS.ACK.>"},
+     {"sp.catalog.v1.*", SP_INBOX, "sp.tenancy.changed.>"}},
+    {"ingest", NULL, NULL, "SP_NATS_INGEST_PASSWORD", NULL, true,
+     {REQUESTS, "sp.audit.>", "sp.events.>", "$JS.API.>", "$JS.ACK.>"},
+     {"sp.ingest.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
+    {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, true,
+     {REQUESTS, "sp.audit.>", "sp.slot-status.v1.>", "$JS.API.>", "$JS.ACK.>"},
+     {"sp.status.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
+    /* the operator: migrations, streams, camsim, diagnostics */
+    {"spctl", NULL, NULL, "SP_NATS_SPCTL_PASSWORD", NULL, false, {">"}, {">"}},
+    /* integrations: the public slot-status subjects, and reading SP_SLOT_STATUS only */
+    {NULL, "SP_NATS_SUBSCRIBER_USER", "subscriber", "SP_NATS_SUBSCRIBER_PASSWORD", "subscriber",
+     false,
+     {"$JS.API.INFO", "$JS.API.STREAM.INFO.SP_SLOT_STATUS",
+      "$JS.API.CONSUMER.*.SP_SLOT_STATUS", "$JS.API.CONSUMER.*.SP_SLOT_STATUS.>",
+      "$JS.API.CONSUMER.DURABLE.CREATE.SP_SLOT_STATUS.>",
+      "$JS.API.CONSUMER.MSG.NEXT.SP_SLOT_STATUS.>", "$JS.ACK.SP_SLOT_STATUS.>",
+      "$JS.FC.SP_SLOT_STATUS.>"},
+     {"sp.slot-status.v1.>", "_INBOX.>"}},
+    /* cameras that speak NATS: the two ingest subjects, replies on their own inboxes */
+    {NULL, "SP_NATS_CAMERA_USER", "camera", "SP_NATS_CAMERA_PASSWORD", "camera", false,
+     {"sp.ingest.v1.SlotEvents", "sp.ingest.v1.Heartbeat"},
+     {"_INBOX.>"}},
+};
+/* clang-format on */
+
+static void help(void)
+{
+    fputs("usage: spctl nats-config --listen HOST:PORT --store DIR --out FILE [--http-port N]\n\n"
+          "Writes a nats-server config (mode 0600) with JetStream (store DIR, 256MB memory,\n"
+          "4GB file), max_payload 8MB and the users of the stack. Passwords come from the\n"
+          "environment (spctl gen-secrets):\n",
+          stdout);
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+        const nats_user *u = &users[i];
+
+        if (u->user)
+            printf("  %-12s password $%s\n", u->user, u->pass_env);
+        else
+            printf("  $%s (default %s), password $%s (default %s)\n", u->user_env, u->user_def,
+                   u->pass_env, u->pass_def);
+    }
+}
+
+/* A value we write inside double quotes: printable ASCII without '"', '\\' or '$'. */
+static bool quotable(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+    }
+    return true;
+}
+
+static void write_list(FILE *f, const char *const *subj)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < MAX_SUBJ && subj[i]; i++)
+        fprintf(f, "%s\"%s\"", i ? ", " : "", subj[i]);
+    fputc(']', f);
+}
+
+static sp_status write_config(FILE *f, const char *listen, const char *store, const char *host,
+                              long http_port)
+{
+    fputs("# nats.conf -- generated by spctl nats-config; edit the table in\n"
+          "# tools/spctl/natsconf.c instead. Holds passwords: mode 0600.\n",
+          f);
+    fprintf(f, "listen: \"%s\"\n", listen);
+    if (http_port > 0) fprintf(f, "http: \"%s:%ld\"\n", host, http_port);
+    fputs("max_payload: 8388608\n", f);
+    fprintf(f,
+            "jetstream {\n  store_dir: \"%s\"\n  max_memory_store: 268435456\n"
+            "  max_file_store: 4294967296\n}\n",
+            store);
+    fputs("authorization {\n  users: [\n", f);
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+        const nats_user *u = &users[i];
+        const char *name = u->user;
+        const char *pass = spctl_env(u->pass_env);
+
+        if (!name) {
+            name = spctl_env(u->user_env);
+            if (!name) name = u->user_def;
+        }
+        if (!pass) pass = u->pass_def;
+        if (!pass)
+            return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                              "nats-config: %s is not set (source the secrets file)", u->pass_env);
+        if (!quotable(name) || !*name)
+            return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                              "nats-config: user name of %s must be printable ASCII without quotes",
+                              u->user ? u->user : u->user_env);
+        if (!quotable(pass))
+            return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                              "nats-config: %s must be printable ASCII without quotes",
+                              u->pass_env);
+        fprintf(f, "    {\n      user: \"%s\"\n      password: \"%s\"\n", name, pass);
+        fputs("      permissions: {\n        publish: { allow: ", f);
+        write_list(f, u->pub);
+        fputs(" }\n        subscribe: { allow: ", f);
+        write_list(f, u->sub);
+        fputs(" }\n", f);
+        if (u->allow_responses) fputs("        allow_responses: true\n", f);
+        fputs("      }\n    }\n", f);
+    }
+    fputs("  ]\n}\n", f);
+    return SP_OK;
+}
+
+sp_status spctl_nats_config(int argc, char **argv)
+{
+    const char *listen = NULL, *store = NULL, *out = NULL, *http = NULL;
+    bool want_help = false;
+    const spctl_opt opts[] = {
+        {"--listen", true, &listen, NULL},
+        {"--store", true, &store, NULL},
+        {"--out", true, &out, NULL},
+        {"--http-port", true, &http, NULL},
+    };
+    sp_status s = spctl_parse(argc, argv, opts, 4, NULL, 0, NULL, &want_help);
+    long http_port = 0;
+    char host[256] = "";
+
+    if (s != SP_OK) return s;
+    if (want_help) {
+        help();
+        return SP_OK;
+    }
+    if (!listen || !store || !out)
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: --listen, --store and --out are required (see --help)");
+    const char *colon = strrchr(listen, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+
+    if (!colon || colon == listen || !end || *end || port < 1 || port > 65535 ||
+        (size_t)(colon - listen) >= sizeof host || !quotable(listen))
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: --listen must be HOST:PORT, got '%s'", listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    if (http) {
+        http_port = strtol(http, &end, 10);
+        if (!*http || *end || http_port < 1 || http_port > 65535)
+            return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                              "nats-config: --http-port must be 1..65535, got '%s'", http);
+    }
+    if (!quotable(store) || !*store)
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: --store must be a path without quotes or backslashes");
+
+    /* write a temporary file next to 'out' and rename it, so a reader never sees half */
+    size_t tlen = strlen(out) + 16;
+    char *tmp = malloc(tlen);
+
+    if (!tmp) return spctl_fail(SP_ERR_INTERNAL, "out of memory");
+    snprintf(tmp, tlen, "%s.tmp", out);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+    if (!f) {
+        s = spctl_fail(SP_ERR_INTERNAL, "cannot create %s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        free(tmp);
+        return s;
+    }
+    fchmod(fd, 0600);
+    s = write_config(f, listen, store, host, http_port);
+    if (fflush(f) != 0 || fsync(fd) != 0) {
+        if (s == SP_OK)
+            s = spctl_fail(SP_ERR_INTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    fclose(f);
+    if (s == SP_OK && rename(tmp, out) != 0)
+        s = spctl_fail(SP_ERR_INTERNAL, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+    if (s != SP_OK) unlink(tmp);
+    free(tmp);
+    return s;
+}

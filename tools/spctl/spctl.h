@@ -1,0 +1,55 @@
+/* spctl.h -- shared declarations of the operator CLI: one entry point per subcommand
+ * group, and the small helpers they share (errors, options, files). */
+#ifndef SPCTL_H
+#define SPCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "spcore.h"
+
+/* A subcommand: argv[0] is its name. Prints its own errors (spctl_fail) and returns
+ * SP_OK on success; main turns that into the exit status. */
+typedef sp_status (*spctl_cmd_fn)(int argc, char **argv);
+
+sp_status spctl_gen_secrets(int argc, char **argv);
+sp_status spctl_nats_config(int argc, char **argv);
+sp_status spctl_migrate(int argc, char **argv);
+sp_status spctl_create_admin(int argc, char **argv);
+
+/* Creates or updates the JetStream streams of bus.md (streams.c); prints a line per
+ * stream it created. user/password may be NULL. */
+sp_status spctl_streams(const char *url, const char *user, const char *password);
+
+/* Prints "spctl: <message>" as one line on stderr; returns 'status' for the caller to
+ * hand back. Never pass a secret. */
+sp_status spctl_fail(sp_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One option of a subcommand: "--name VALUE" or "--name=VALUE" (has_value), or a flag. */
+typedef struct {
+    const char *name; /* "--listen" */
+    bool has_value;
+    const char **value; /* set for options with a value */
+    bool *flag;         /* set for flags */
+} spctl_opt;
+
+/* Parses argv[1..] against 'opts'; positional arguments go to pos (at most npos, *npos_out
+ * says how many). "--help"/"-h" sets *help. Unknown options and missing values are an
+ * error (printed). */
+sp_status spctl_parse(int argc, char **argv, const spctl_opt *opts, size_t nopts, const char **pos,
+                      size_t npos, size_t *npos_out, bool *help);
+
+typedef struct spdb spdb;
+/* spdb_connect, with the reason of a failure (libpq's first line) in the printed error. */
+sp_status spctl_db_connect(spdb **out, const char *url, const char *cmd);
+
+/* getenv, with NULL for an unset or empty variable. */
+const char *spctl_env(const char *name);
+
+/* Reads a whole file into a malloc'd NUL-terminated buffer (*out; caller frees). */
+sp_status spctl_read_file(char **out, size_t *len, const char *path);
+
+/* Number of UTF-8 characters in s (bytes that are not continuation bytes). */
+size_t spctl_utf8_len(const char *s);
+
+#endif
