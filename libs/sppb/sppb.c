@@ -8,6 +8,7 @@
 
 #include "spjson.h"
 #include "sppb.h"
+#include "spcrypto.h"
 
 /* JSON numbers are doubles: integers beyond 2^53 would silently change (pitfalls.md). */
 #define SPPB_INT53 (INT64_C(1) << 53)
@@ -85,45 +86,15 @@ static size_t elem_size(ProtobufCType t)
 
 #define AT(msg, off, type) ((type *)((char *)(msg) + (off)))
 
-/* ---- base64url (RFC 4648 section 5, no padding out, padding optional in) ------------------ */
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/* ---- base64url (spcrypto's; padding optional in, none out) --------------------------------- */
 
 /* NUL-terminated encoding of data[0..n) in malloc'd memory; NULL on OOM. */
 static char *b64url_encode(const uint8_t *data, size_t n)
 {
     char *out = malloc((n + 2) / 3 * 4 + 1);
     if (out == NULL) return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-        out[o++] = b64url[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8;
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-    }
-    out[o] = '\0';
+    spcrypto_b64url_encode(out, data, n);
     return out;
-}
-
-static int b64url_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
-    return -1;
 }
 
 /* Decodes s into arena memory; false when s is not canonical base64url (or on OOM, *oom). */
@@ -132,29 +103,16 @@ static bool b64url_decode(ProtobufCBinaryData *out, const char *s, sp_arena *a, 
     size_t len = strlen(s);
     if (len % 4 == 0 && len > 0 && s[len - 1] == '=')
         len -= (len >= 2 && s[len - 2] == '=') ? 2 : 1;
-    if (len % 4 == 1) return false;
-    uint8_t *buf = sp_arena_alloc(a, len / 4 * 3 + 3);
+    size_t cap = len / 4 * 3 + 3;
+    uint8_t *buf = sp_arena_alloc(a, cap);
     if (buf == NULL) {
         *oom = true;
         return false;
     }
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_val(s[i]);
-        if (v < 0) return false;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (uint8_t)(acc >> bits);
-        }
-        acc &= (1u << bits) - 1;
-    }
-    if (acc != 0) return false; /* leftover bits must be zero: one encoding per value */
+    long n = spcrypto_b64url_decode(buf, cap, s, len);
+    if (n < 0) return false;
     out->data = buf;
-    out->len = o;
+    out->len = (size_t)n;
     return true;
 }
 
