@@ -3,8 +3,10 @@ SHELL := /bin/bash
 JOBS  ?= $(shell nproc)
 REL   := build/release
 TST   := build/test
+FUZ   := build/fuzz
+SP_FUZZ_SECONDS ?= 300
 
-.PHONY: all deps build build-test run test unit integration fmt lint clean
+.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean
 
 all: build
 
@@ -29,7 +31,16 @@ run: deps build
 test: deps build-test
 	@cd $(TST) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j 2 $(CTEST_ARGS)
+	  ctest --output-on-failure $(CTEST_ARGS); rc=$$?; \
+	  $(MAKE) --no-print-directory -C $(CURDIR) fuzz SP_FUZZ_SECONDS=15 || rc=1; exit $$rc
+
+# libFuzzer targets of tests/fuzz: their own clang build, each run SP_FUZZ_SECONDS seconds
+# over a copy of its seed corpus (crashing inputs: $(FUZ)/tests/fuzz/run/<target>/artifacts).
+fuzz:
+	@CC=clang cmake -S . -B $(FUZ) -DSP_FUZZ=ON -DSP_TESTS=OFF \
+	  -DSP_FUZZ_SECONDS=$(SP_FUZZ_SECONDS) >/dev/null
+	cmake --build $(FUZ) --target fuzzers -j $(JOBS)
+	@cd $(FUZ) && ctest --output-on-failure -j 2 -L fuzz
 
 unit: build-test
 	@cd $(TST) && ctest --output-on-failure -L unit

@@ -14,6 +14,7 @@
 #include "spcrypto.h"
 #include "spdb.h"
 #include "spjwt.h"
+#include "spredis.h"
 
 #define AUTH_MAX_ROUTES 16
 #define AUTH_MAX_FIELDS 8
@@ -31,6 +32,11 @@ typedef struct {
     int workers;
     spdb **db; /* one per bus worker, connected on first use, by that worker */
     const char *db_url;
+    /* one per bus worker, created on first use by that worker; redis_gen[w] is the
+     * spredis_generation whose connection already holds every recent revocation */
+    spredis **redis;
+    unsigned *redis_gen;
+    const char *redis_url;
     spjwt_keys jwt;
     int64_t access_ttl_s;
     int64_t refresh_ttl_s;
@@ -43,7 +49,7 @@ typedef struct {
 /* Appends one route to svc->routes (aborts past AUTH_MAX_ROUTES: a programming error). */
 void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
                     const ProtobufCMessageDescriptor *in_desc);
-/* users.c: Register, GetMe. sessions.c: Login. */
+/* users.c: Register, GetMe. sessions.c: Login, Refresh, Logout. */
 void users_register(auth_svc *svc);
 void sessions_register(auth_svc *svc);
 
@@ -52,6 +58,28 @@ void sessions_register(auth_svc *svc);
 sp_status auth_db_or_reply(spdb **out, spbus_req *req);
 /* Replies the error of a failed query (conflict, unavailable, internal) and logs it. */
 sp_status auth_db_error_reply(spbus_req *req, sp_status s, const char *what);
+
+/* Redis timeout of the auth service (connect and command), ms. */
+#define AUTH_REDIS_TIMEOUT_MS 500
+/* How long a revocation waits for Redis to come back (spredis reconnects at most once per
+ * 200 ms), and the step of that wait. */
+#define AUTH_REDIS_PATIENCE_MS 300
+#define AUTH_REDIS_RETRY_MS 50
+
+/* Makes sure the Redis connection of the worker running 'req' holds every revocation of
+ * the last SP_ACCESS_TTL_S seconds: when the worker's spredis has made a new connection
+ * since the last rewrite (spredis_generation changed: first use, or Redis restarted and
+ * lost its data), SETs sp:revoked:sid:<sid> for each session revoked within that window,
+ * read from PostgreSQL. Called before every use of Redis. When Redis does not answer,
+ * retries for up to 'patience_ms' (0: login and refresh, which only call it best effort).
+ * Replies nothing; returns SP_ERR_UNAVAILABLE when Redis (or SP_ERR_* of the query when
+ * PostgreSQL) fails. */
+sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms);
+/* Writes the revocation of session 'sid' (its public id) to Redis: SET
+ * sp:revoked:sid:<sid> 1 EX <SP_ACCESS_TTL_S>, after auth_redis_sync. Replies 503
+ * unavailable when Redis cannot be reached (the caller has already revoked the session in
+ * PostgreSQL: a later reconnect rewrites it). */
+sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid);
 
 /* Field errors of one request, all reported at once. Strings must outlive the reply. */
 typedef struct {

@@ -1,7 +1,9 @@
 /* common.c -- what the handlers of the auth service share: the route table, the per-worker
  * database connection, field errors and the checks of names, emails and passwords. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 
@@ -194,4 +196,96 @@ const char *auth_role_of(bool is_admin, bool is_member)
 int64_t auth_pg_int64(const char *v)
 {
     return v == NULL ? 0 : strtoll(v, NULL, 10);
+}
+
+/* Sessions revoked within the access token lifetime, each with what is left of it. */
+static const char *sql_recent_revocations =
+    "SELECT public_id::text,"
+    "       GREATEST(1, $1::bigint - extract(epoch FROM now() - revoked_at)::bigint)"
+    " FROM auth.sessions"
+    " WHERE revoked_at IS NOT NULL AND revoked_at > now() - $1::bigint * interval '1 second'";
+
+/* The spredis of the worker running 'req', created on first use (NULL on a bad url). */
+static spredis *worker_redis(spbus_req *req, int *worker)
+{
+    auth_svc *svc = spbus_req_user(req);
+    int w = spbus_req_worker(req);
+
+    *worker = w;
+    if (w < 0 || w >= svc->workers || svc->redis == NULL) return NULL;
+    if (svc->redis[w] == NULL &&
+        spredis_create(&svc->redis[w], svc->redis_url, AUTH_REDIS_TIMEOUT_MS) != SP_OK)
+        sp_log_error(spbus_req_id(req), "redis_url_invalid");
+    return svc->redis[w];
+}
+
+/* SET sp:revoked:sid:<sid> 1 EX <ttl>: SP_ERR_UNAVAILABLE unless Redis answered OK. */
+static sp_status set_revoked(spredis *r, const char *sid, const char *ttl)
+{
+    char key[128];
+    redisReply *rep = NULL;
+
+    snprintf(key, sizeof(key), "sp:revoked:sid:%s", sid);
+    sp_status s = spredis_cmd(&rep, r, "SET", key, "1", "EX", ttl, NULL);
+    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_STATUS)) s = SP_ERR_UNAVAILABLE;
+    if (rep != NULL) freeReplyObject(rep);
+    return s;
+}
+
+sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
+{
+    auth_svc *svc = spbus_req_user(req);
+    int w = -1;
+    spredis *r = worker_redis(req, &w);
+
+    if (r == NULL) return SP_ERR_UNAVAILABLE;
+    /* A connection that died with its server is only noticed by a command: the first
+     * PING drops it, the next makes a new connection (and a new generation). spredis
+     * tries to connect at most once per 200 ms: a patient caller waits that long. */
+    bool up = spredis_ping(r) || spredis_ping(r);
+    for (int waited = 0; !up && waited < patience_ms; waited += AUTH_REDIS_RETRY_MS) {
+        struct timespec ts = {0, AUTH_REDIS_RETRY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        up = spredis_ping(r);
+    }
+    if (!up) return SP_ERR_UNAVAILABLE;
+    unsigned gen = spredis_generation(r);
+    if (gen == svc->redis_gen[w]) return SP_OK;
+
+    char ttl[24];
+    PGresult *res = NULL;
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
+    const char *params[] = {ttl};
+    sp_status s = spdb_query(&res, db, sql_recent_revocations, 1, params);
+    if (s != SP_OK) return s;
+    int n = PQntuples(res);
+    for (int i = 0; i < n && s == SP_OK; i++)
+        s = set_revoked(r, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    PQclear(res);
+    if (s != SP_OK) return s;
+    /* only now: a rewrite cut short by a failure is redone on the next connection */
+    if (spredis_generation(r) == gen) {
+        svc->redis_gen[w] = gen;
+        char count[16];
+        snprintf(count, sizeof(count), "%d", n);
+        sp_log_info(spbus_req_id(req), "revocations_rewritten", "count", count);
+    }
+    return SP_OK;
+}
+
+sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid)
+{
+    auth_svc *svc = spbus_req_user(req);
+    int w = -1;
+    char ttl[24];
+
+    sp_status s = auth_redis_sync(req, db, AUTH_REDIS_PATIENCE_MS);
+    if (s == SP_OK) {
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
+        s = set_revoked(worker_redis(req, &w), sid, ttl);
+    }
+    if (s == SP_OK) return SP_OK;
+    sp_log_warn(spbus_req_id(req), "revocation_not_in_redis", "sid", sid, "code", sp_error_code(s));
+    spbus_reply_error(req, SP_ERR_UNAVAILABLE, "revocation store unavailable", NULL);
+    return SP_ERR_UNAVAILABLE;
 }

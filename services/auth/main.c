@@ -17,7 +17,7 @@ static const sp_cfg_item cfg_items[] = {
     {"SP_DATABASE_URL", SP_CFG_STR, "postgresql://sp@127.0.0.1:55432/smartpark", 1, 2048,
      "PostgreSQL connection URI"},
     {"SP_REDIS_URL", SP_CFG_STR, "redis://127.0.0.1:56379", 1, 1024,
-     "Redis URL (revocations and login counters: not used yet)"},
+     "Redis URL (revoked sessions; login counters: not used yet)"},
     {"SP_ADMIN_ADDR", SP_CFG_STR, "127.0.0.1:9101", 3, 128,
      "host:port of /healthz /readyz /metrics"},
     {"SP_JWT_SECRET", SP_CFG_SECRET, NULL, SPJWT_MIN_KEY, 4096,
@@ -102,6 +102,9 @@ int main(int argc, char **argv)
     svc.workers = (int)sp_config_int(cfg, "SP_BUS_WORKERS");
     svc.db_url = sp_config_str(cfg, "SP_DATABASE_URL");
     svc.db = calloc((size_t)svc.workers, sizeof(spdb *));
+    svc.redis_url = sp_config_str(cfg, "SP_REDIS_URL");
+    svc.redis = calloc((size_t)svc.workers, sizeof(spredis *));
+    svc.redis_gen = calloc((size_t)svc.workers, sizeof(unsigned));
     rs.db_url = svc.db_url;
 
     /* the dummy hash: a random password nobody knows, hashed like a real one */
@@ -109,9 +112,10 @@ int main(int argc, char **argv)
     char dummy[40];
     spcrypto_random(rnd, sizeof(rnd));
     spcrypto_b64url_encode(dummy, rnd, sizeof(rnd));
-    sp_status s = svc.db == NULL ? SP_ERR_INTERNAL
-                                 : spcrypto_password_hash(svc.dummy_hash, sizeof(svc.dummy_hash),
-                                                          dummy, strlen(dummy));
+    sp_status s =
+        svc.db == NULL || svc.redis == NULL || svc.redis_gen == NULL
+            ? SP_ERR_INTERNAL
+            : spcrypto_password_hash(svc.dummy_hash, sizeof(svc.dummy_hash), dummy, strlen(dummy));
     explicit_bzero(dummy, sizeof(dummy));
     if (s != SP_OK) {
         rc = fail("startup_failed", s);
@@ -161,6 +165,11 @@ out:
         for (int i = 0; i < svc.workers; i++)
             spdb_destroy(svc.db[i]);
     free(svc.db);
+    if (svc.redis != NULL)
+        for (int i = 0; i < svc.workers; i++)
+            spredis_destroy(svc.redis[i]);
+    free(svc.redis);
+    free(svc.redis_gen);
     spdb_destroy(rs.db);
     sp_config_destroy(cfg);
     if (rc == 0) sp_log_info(NULL, "stopped");

@@ -1,5 +1,7 @@
 /* sessions.c -- sessions of the auth service: Login opens a session and hands out an
- * access token and a refresh token (later: Refresh, Logout). Ends with sessions_register(). */
+ * access token and a refresh token; Refresh rotates the refresh token (an already used one
+ * revokes the whole session); Logout revokes the session. Every revocation reaches Redis
+ * before the reply. Ends with sessions_register(). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,8 @@
 
 #define TOKEN_ID_BYTES 16 /* 22 base64url characters */
 #define SECRET_BYTES 32   /* 43 base64url characters */
+#define TOKEN_ID_CHARS 22
+#define SECRET_CHARS 43
 
 static const char *sql_find_login =
     "SELECT u.id, u.public_id, u.password_hash,"
@@ -129,15 +133,16 @@ static sp_status open_session_or_reply(spbus_req *req, spdb *db, const login_use
     return SP_OK;
 }
 
-/* Signs the access token of session 'sid' and replies LoginReply. */
-static sp_status sign_and_reply(spbus_req *req, const login_user *u, const char *sid,
-                                const char *refresh)
+/* Signs an access token of session 'sid' for 'u' (fresh jti, role and membership as
+ * given); *access is malloc'd, the caller frees. Replies internal on failure. */
+static sp_status sign_access_or_reply(spbus_req *req, const login_user *u, const char *sid,
+                                      char **access)
 {
     auth_svc *svc = spbus_req_user(req);
     spjwt_claims c;
     char jti[SPCRYPTO_UUID_LEN];
-    char *access = NULL;
 
+    *access = NULL;
     memset(&c, 0, sizeof(c));
     spcrypto_uuid_v4(jti);
     const char *role = auth_role_of(u->is_admin, u->client_id != NULL);
@@ -152,19 +157,32 @@ static sp_status sign_and_reply(spbus_req *req, const login_user *u, const char 
     c.iat = sp_now_us() / 1000000;
     c.exp = c.iat + svc->access_ttl_s;
 
-    sp_status s = spjwt_sign(&access, &svc->jwt, &c);
+    sp_status s = spjwt_sign(access, &svc->jwt, &c);
     if (s != SP_OK) {
         sp_log_error(spbus_req_id(req), "jwt_sign_failed", "code", sp_error_code(s));
         spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
         return s;
     }
+    return SP_OK;
+}
+
+/* Signs the access token of session 'sid' and replies LoginReply. */
+static sp_status sign_and_reply(spbus_req *req, const login_user *u, const char *sid,
+                                const char *refresh)
+{
+    auth_svc *svc = spbus_req_user(req);
+    char *access = NULL;
+
+    sp_status s = sign_access_or_reply(req, u, sid, &access);
+    if (s != SP_OK) return s;
     Sp__Auth__V1__LoginReply out = SP__AUTH__V1__LOGIN_REPLY__INIT;
     out.access_token = access;
     out.refresh_token = (char *)refresh;
     out.token_type = "Bearer";
     out.has_expires_in = 1;
     out.expires_in = svc->access_ttl_s;
-    sp_log_info(spbus_req_id(req), "login", "userId", u->public_id, "sid", sid, "role", role);
+    sp_log_info(spbus_req_id(req), "login", "userId", u->public_id, "sid", sid, "role",
+                auth_role_of(u->is_admin, u->client_id != NULL));
     spadmin_counter_add("sp_auth_logins_total", "result=\"success\"", 1);
     s = spbus_reply(req, &out.base);
     free(access);
@@ -184,6 +202,7 @@ static sp_status login(spbus_req *req)
 
     sp_status s = validate_login_or_reply(req, in);
     if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
     if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
     if (s == SP_OK) s = sign_and_reply(req, &u, sid, refresh);
@@ -192,7 +211,351 @@ static sp_status login(spbus_req *req)
     return SP_OK;
 }
 
+/* ---- Refresh and Logout ------------------------------------------------------------ */
+
+/* The refresh token and its session, locked (FOR UPDATE) until the transaction ends. */
+static const char *sql_find_refresh_locked =
+    "SELECT rt.id, encode(rt.secret_sha256, 'hex'), rt.used_at IS NOT NULL,"
+    "       rt.expires_at <= now(), s.id, s.public_id::text, s.revoked_at IS NOT NULL,"
+    "       s.user_id"
+    " FROM auth.refresh_tokens rt"
+    " JOIN auth.sessions s ON s.id = rt.session_id"
+    " WHERE rt.token_id = $1"
+    " FOR UPDATE OF rt, s";
+
+/* The live user of a session, with what the access token says of it today. */
+static const char *sql_find_user_by_id =
+    "SELECT u.id, u.public_id,"
+    "       EXISTS (SELECT 1 FROM auth.user_roles ur"
+    "               WHERE ur.user_id = u.id AND ur.role_id = " AUTH_ROLE_ADMIN_ID "),"
+    "       m.client_id, m.client_role"
+    " FROM auth.users u"
+    " JOIN auth.people p ON p.id = u.person_id"
+    " LEFT JOIN auth.memberships m ON m.user_id = u.id"
+    " WHERE u.id = $1::bigint AND p.deleted_at IS NULL AND u.deleted_at IS NULL AND u.active";
+
+static const char *sql_revoke_session =
+    "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2"
+    " WHERE id = $1::bigint AND revoked_at IS NULL";
+
+/* Marks the presented token used, adds its successor and touches the session. */
+static const char *sql_rotate =
+    "WITH used AS (UPDATE auth.refresh_tokens SET used_at = now() WHERE id = $1::bigint),"
+    " touched AS (UPDATE auth.sessions SET last_used_at = now() WHERE id = $2::bigint)"
+    " INSERT INTO auth.refresh_tokens (token_id, session_id, secret_sha256, expires_at)"
+    " VALUES ($3, $2::bigint, decode($4, 'hex'), now() + $5::bigint * interval '1 second')";
+
+/* A refresh token taken apart: the id as given, SHA-256 of the decoded secret in hex. */
+typedef struct {
+    char token_id[TOKEN_ID_CHARS + 1];
+    char digest_hex[65];
+} parsed_refresh;
+
+/* The row of sql_find_refresh_locked, in the request's arena. */
+typedef struct {
+    char *id; /* refresh_tokens.id */
+    bool used, expired;
+    char *session_id; /* sessions.id */
+    char *sid;        /* sessions.public_id: the tokens' sid */
+    bool revoked;
+    char *user_id; /* users.id */
+} refresh_row;
+
+static bool b64url_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* true when 's' (len characters of base64url) decodes to exactly 'nbytes' bytes and is
+ * their canonical encoding (no stray low bits in the last character). */
+static bool b64url_exact(const char *s, size_t len, uint8_t *out, size_t nbytes)
+{
+    char again[64];
+
+    for (size_t i = 0; i < len; i++)
+        if (!b64url_char(s[i])) return false;
+    if (spcrypto_b64url_decode(out, nbytes, s, len) != (long)nbytes) return false;
+    return spcrypto_b64url_encode(again, out, nbytes) == len && memcmp(again, s, len) == 0;
+}
+
+/* Parses "<tokenId>.<secret>" strictly: 22 base64url characters (16 bytes), a dot, 43
+ * (32 bytes). Replies 400 validation_failed when absent, 401 invalid_token when malformed. */
+static sp_status parse_refresh_or_reply(spbus_req *req, const char *tok, parsed_refresh *p)
+{
+    uint8_t id[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
+    auth_fields f;
+
+    memset(p, 0, sizeof(*p));
+    if (tok == NULL) {
+        auth_fields_init(&f);
+        auth_fields_add(&f, "refreshToken", "required");
+        return auth_fields_or_reply(req, &f);
+    }
+    bool ok =
+        strnlen(tok, TOKEN_ID_CHARS + 1 + SECRET_CHARS + 1) == TOKEN_ID_CHARS + 1 + SECRET_CHARS &&
+        tok[TOKEN_ID_CHARS] == '.' && b64url_exact(tok, TOKEN_ID_CHARS, id, sizeof(id)) &&
+        b64url_exact(tok + TOKEN_ID_CHARS + 1, SECRET_CHARS, secret, sizeof(secret));
+    if (ok) {
+        memcpy(p->token_id, tok, TOKEN_ID_CHARS);
+        spcrypto_sha256(digest, secret, sizeof(secret));
+        spcrypto_hex(p->digest_hex, digest, sizeof(digest));
+    }
+    explicit_bzero(secret, sizeof(secret));
+    if (!ok) {
+        sp_log_info(spbus_req_id(req), "refresh_token_malformed");
+        spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
+        return SP_ERR_INVALID_TOKEN;
+    }
+    return SP_OK;
+}
+
+/* Begins the transaction; replies unavailable/internal when it cannot. */
+static sp_status begin_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_begin(db);
+    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "begin");
+}
+
+static sp_status commit_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_commit(db);
+    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "commit");
+}
+
+/* Inside the transaction: finds the token by its id, locks it and its session, and
+ * compares SHA-256 of the secret in constant time. An unknown id or another secret
+ * replies 401 invalid_token (the same answer). */
+static sp_status find_refresh_locked_or_reply(spbus_req *req, spdb *db, const parsed_refresh *p,
+                                              refresh_row *row)
+{
+    sp_arena *a = spbus_req_arena(req);
+    PGresult *res = NULL;
+    const char *params[] = {p->token_id};
+
+    memset(row, 0, sizeof(*row));
+    sp_status s = spdb_query(&res, db, sql_find_refresh_locked, 1, params);
+    if (s != SP_OK) return auth_db_error_reply(req, s, "find_refresh");
+    bool ok = PQntuples(res) == 1 && strlen(PQgetvalue(res, 0, 1)) == 64 &&
+              spcrypto_ct_equal(PQgetvalue(res, 0, 1), p->digest_hex, 64);
+    if (ok) {
+        row->id = sp_arena_strdup(a, PQgetvalue(res, 0, 0));
+        row->used = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        row->expired = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+        row->session_id = sp_arena_strdup(a, PQgetvalue(res, 0, 4));
+        row->sid = sp_arena_strdup(a, PQgetvalue(res, 0, 5));
+        row->revoked = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
+        row->user_id = sp_arena_strdup(a, PQgetvalue(res, 0, 7));
+    }
+    PQclear(res);
+    if (!ok) {
+        sp_log_info(spbus_req_id(req), "refresh_token_unknown");
+        spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
+        return SP_ERR_INVALID_TOKEN;
+    }
+    if (row->id == NULL || row->session_id == NULL || row->sid == NULL || row->user_id == NULL) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    return SP_OK;
+}
+
+/* Revokes the session of 'row' for 'reason' and commits. Replies on a database failure. */
+static sp_status revoke_and_commit_or_reply(spbus_req *req, spdb *db, const refresh_row *row,
+                                            const char *reason)
+{
+    const char *params[] = {row->session_id, reason};
+    sp_status s = spdb_exec(db, sql_revoke_session, 2, params);
+    if (s != SP_OK) return auth_db_error_reply(req, s, "revoke_session");
+    s = commit_or_reply(req, db);
+    if (s == SP_OK) {
+        sp_log_info(spbus_req_id(req), "session_revoked", "sid", row->sid, "reason", reason);
+        spadmin_counter_add("sp_auth_sessions_revoked_total",
+                            reason[0] == 'l' ? "reason=\"logout\"" : "reason=\"refresh_reused\"",
+                            1);
+    }
+    return s;
+}
+
+/* A refresh token presented a second time: someone else may hold it. Revokes the whole
+ * session (PostgreSQL, then Redis) and replies 401 refresh_reused (503 when Redis is
+ * down; the session stays revoked in PostgreSQL either way). */
+static sp_status revoke_reused_and_reply(spbus_req *req, spdb *db, const refresh_row *row)
+{
+    sp_log_warn(spbus_req_id(req), "refresh_reused", "sid", row->sid);
+    sp_status s = revoke_and_commit_or_reply(req, db, row, "refresh_reused");
+    if (s == SP_OK) s = auth_revoke_in_redis_or_reply(req, db, row->sid);
+    if (s == SP_OK)
+        spbus_reply_error(req, SP_ERR_REFRESH_REUSED,
+                          "refresh token already used: the session is revoked", NULL);
+    return s;
+}
+
+/* The live user of the session with its current role and membership; a user gone since
+ * replies 401 invalid_token. */
+static sp_status find_user_or_reply(spbus_req *req, spdb *db, const char *user_id, login_user *u)
+{
+    sp_arena *a = spbus_req_arena(req);
+    PGresult *res = NULL;
+    const char *params[] = {user_id};
+
+    memset(u, 0, sizeof(*u));
+    sp_status s = spdb_query(&res, db, sql_find_user_by_id, 1, params);
+    if (s != SP_OK) return auth_db_error_reply(req, s, "find_user");
+    bool found = PQntuples(res) == 1;
+    if (found) {
+        u->id = sp_arena_strdup(a, PQgetvalue(res, 0, 0));
+        u->public_id = sp_arena_strdup(a, PQgetvalue(res, 0, 1));
+        u->is_admin = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+        if (!PQgetisnull(res, 0, 3)) {
+            u->client_id = sp_arena_strdup(a, PQgetvalue(res, 0, 3));
+            u->client_role = sp_arena_strdup(a, PQgetvalue(res, 0, 4));
+        }
+    }
+    PQclear(res);
+    if (!found) {
+        sp_log_info(spbus_req_id(req), "refresh_user_gone");
+        spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
+        return SP_ERR_INVALID_TOKEN;
+    }
+    if (u->id == NULL || u->public_id == NULL || (u->client_id != NULL && u->client_role == NULL)) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    return SP_OK;
+}
+
+/* Marks the token of 'row' used, stores its successor and commits; *refresh is the new
+ * "<tokenId>.<secret>" in the arena. Replies on a database failure. */
+static sp_status rotate_and_commit_or_reply(spbus_req *req, spdb *db, const refresh_row *row,
+                                            char **refresh)
+{
+    auth_svc *svc = spbus_req_user(req);
+    uint8_t token_id_raw[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
+    char token_id[32], secret_b64[48], digest_hex[65], ttl[24];
+
+    *refresh = NULL;
+    spcrypto_random(token_id_raw, sizeof(token_id_raw));
+    spcrypto_random(secret, sizeof(secret));
+    spcrypto_b64url_encode(token_id, token_id_raw, sizeof(token_id_raw));
+    spcrypto_b64url_encode(secret_b64, secret, sizeof(secret));
+    spcrypto_sha256(digest, secret, sizeof(secret));
+    spcrypto_hex(digest_hex, digest, sizeof(digest));
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->refresh_ttl_s);
+    explicit_bzero(secret, sizeof(secret));
+
+    const char *params[] = {row->id, row->session_id, token_id, digest_hex, ttl};
+    sp_status s = spdb_exec(db, sql_rotate, 5, params);
+    if (s == SP_OK)
+        s = commit_or_reply(req, db);
+    else
+        auth_db_error_reply(req, s, "rotate");
+    if (s == SP_OK) {
+        *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", token_id, secret_b64);
+        if (*refresh == NULL) {
+            spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+            s = SP_ERR_INTERNAL;
+        }
+    }
+    explicit_bzero(secret_b64, sizeof(secret_b64));
+    return s;
+}
+
+/* Signs the new access token (same sid, fresh jti) and replies RefreshReply. */
+static sp_status sign_refresh_and_reply(spbus_req *req, const login_user *u, const char *sid,
+                                        const char *refresh)
+{
+    auth_svc *svc = spbus_req_user(req);
+    char *access = NULL;
+
+    sp_status s = sign_access_or_reply(req, u, sid, &access);
+    if (s != SP_OK) return s;
+    Sp__Auth__V1__RefreshReply out = SP__AUTH__V1__REFRESH_REPLY__INIT;
+    out.access_token = access;
+    out.refresh_token = (char *)refresh;
+    out.token_type = "Bearer";
+    out.has_expires_in = 1;
+    out.expires_in = svc->access_ttl_s;
+    sp_log_info(spbus_req_id(req), "refreshed", "userId", u->public_id, "sid", sid);
+    s = spbus_reply(req, &out.base);
+    free(access);
+    return s;
+}
+
+/* Refresh: a refresh token -> a new pair for the same session. 400 validation_failed when
+ * absent; 401 invalid_token when malformed, unknown, expired, or its session is revoked;
+ * 401 refresh_reused (and the session revoked) when already used; 503 when PostgreSQL is
+ * down, or Redis while a reuse is being revoked. */
+static sp_status refresh(spbus_req *req)
+{
+    const Sp__Auth__V1__RefreshRequest *in = (const void *)spbus_req_input(req);
+    parsed_refresh p;
+    refresh_row row;
+    login_user u;
+    char *next = NULL;
+    spdb *db = NULL;
+
+    sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
+    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
+    if (s == SP_OK) s = begin_or_reply(req, db);
+    if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
+    if (s == SP_OK && (row.revoked || row.expired)) {
+        sp_log_info(spbus_req_id(req), "refresh_token_dead", "sid", row.sid, "why",
+                    row.revoked ? "revoked" : "expired");
+        spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
+        s = SP_ERR_INVALID_TOKEN;
+    }
+    if (s == SP_OK && row.used) {
+        (void)revoke_reused_and_reply(req, db, &row);
+        s = SP_ERR_REFRESH_REUSED;
+    }
+    if (s == SP_OK) s = find_user_or_reply(req, db, row.user_id, &u);
+    if (s == SP_OK) s = rotate_and_commit_or_reply(req, db, &row, &next);
+    if (s == SP_OK) s = sign_refresh_and_reply(req, &u, row.sid, next);
+    if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
+    if (next != NULL) explicit_bzero(next, strlen(next));
+    explicit_bzero(&p, sizeof(p));
+    return SP_OK; /* every step replied, success or not */
+}
+
+/* Logout: revokes the session of a refresh token. Any token of the session is accepted,
+ * used ones too (the client may hold an older one after a lost refresh reply), and a
+ * session already revoked answers success again after rewriting its revocation to Redis
+ * (so that a logout answered 503 while Redis was down can simply be retried). 400 when
+ * absent; 401 invalid_token when malformed, unknown or expired; 503 when PostgreSQL or
+ * Redis is down (the session is revoked in PostgreSQL either way). */
+static sp_status logout(spbus_req *req)
+{
+    const Sp__Auth__V1__LogoutRequest *in = (const void *)spbus_req_input(req);
+    parsed_refresh p;
+    refresh_row row;
+    spdb *db = NULL;
+
+    sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
+    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = begin_or_reply(req, db);
+    if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
+    if (s == SP_OK && row.expired && !row.revoked) {
+        sp_log_info(spbus_req_id(req), "refresh_token_dead", "sid", row.sid, "why", "expired");
+        spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
+        s = SP_ERR_INVALID_TOKEN;
+    }
+    if (s == SP_OK && !row.revoked) s = revoke_and_commit_or_reply(req, db, &row, "logout");
+    if (s == SP_OK && spdb_in_tx(db)) spdb_rollback(db); /* already revoked: nothing written */
+    if (s == SP_OK) s = auth_revoke_in_redis_or_reply(req, db, row.sid);
+    if (s == SP_OK) {
+        Sp__Auth__V1__LogoutReply out = SP__AUTH__V1__LOGOUT_REPLY__INIT;
+        spbus_reply(req, &out.base);
+    }
+    if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
+    explicit_bzero(&p, sizeof(p));
+    return SP_OK; /* every step replied, success or not */
+}
+
 void sessions_register(auth_svc *svc)
 {
     auth_route_add(svc, "Login", login, &sp__auth__v1__login_request__descriptor);
+    auth_route_add(svc, "Refresh", refresh, &sp__auth__v1__refresh_request__descriptor);
+    auth_route_add(svc, "Logout", logout, &sp__auth__v1__logout_request__descriptor);
 }

@@ -60,6 +60,7 @@ typedef struct {
     spbus *bus;
     spredis *redis;           /* readiness only; guarded by redis_mu */
     pthread_mutex_t redis_mu;
+    const char *redis_url;    /* SP_REDIS_URL: each HTTP worker thread connects its own */
     spjwt_keys keys;
     long long max_body;       /* SP_HTTP_MAX_BODY */
     int bus_timeout_ms;       /* SP_BUS_TIMEOUT_MS */
@@ -67,7 +68,18 @@ typedef struct {
 
 /* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
 int gw_http_handle(struct mg_connection *conn);
+/* CivetWeb exit_thread callback: frees the calling thread's Redis connection (revoked
+ * session checks keep one per worker thread). */
+void gw_http_thread_exit(void);
 /* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
 bool gw_ready(void *user, char *why, size_t whylen);
+
+/* ---- the API document and its page (openapi.c) ------------------------------------------ */
+
+/* Answers GET/HEAD /v1/openapi.json and /docs from the copies built in (405 for another
+ * method) in one mg_write with X-Request-Id 'rid' (already checked safe). Returns the status
+ * written and sets *route to the path, or 0 when 'path' is neither (nothing written). */
+int gw_openapi_serve(struct mg_connection *conn, const char *method, const char *path,
+                     const char *rid, const char **route);
 
 #endif

@@ -190,6 +190,56 @@ static sp_status authenticate_or_reply(gw_req *r, spjwt_claims *claims)
     return reply_error(r, SP_ERR_INVALID_TOKEN, "invalid access token");
 }
 
+/* ---- revoked sessions ---------------------------------------------------------------- */
+
+#define REDIS_TIMEOUT_MS 200
+
+/* This CivetWeb worker thread's Redis connection, made on first use (hiredis contexts are
+ * not thread-safe); freed by gw_http_thread_exit. */
+static __thread spredis *tl_redis;
+
+void gw_http_thread_exit(void)
+{
+    spredis_destroy(tl_redis);
+    tl_redis = NULL;
+}
+
+/* EXISTS sp:revoked:sid:<sid>: *revoked set on SP_OK; SP_ERR_UNAVAILABLE when Redis
+ * cannot answer. */
+static sp_status sid_revoked(gw_req *r, const char *sid, bool *revoked)
+{
+    char key[128];
+    redisReply *rep = NULL;
+
+    *revoked = false;
+    if (tl_redis == NULL && spredis_create(&tl_redis, r->g->redis_url, REDIS_TIMEOUT_MS) != SP_OK)
+        return SP_ERR_UNAVAILABLE;
+    snprintf(key, sizeof(key), "sp:revoked:sid:%s", sid);
+    sp_status s = spredis_cmd(&rep, tl_redis, "EXISTS", key, NULL);
+    /* a connection that died with a restarted server fails once: the retry reconnects */
+    if (s == SP_ERR_UNAVAILABLE) s = spredis_cmd(&rep, tl_redis, "EXISTS", key, NULL);
+    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_INTEGER)) s = SP_ERR_UNAVAILABLE;
+    if (s == SP_OK) *revoked = rep->integer != 0;
+    if (rep != NULL) freeReplyObject(rep);
+    return s;
+}
+
+/* A verified token is accepted only once Redis says its session is not revoked (api.md:
+ * revocation kills access tokens at once). Replies 401 invalid_token for a revoked session,
+ * 503 unavailable (with Retry-After) when Redis cannot be asked. */
+static sp_status check_session_or_reply(gw_req *r, const spjwt_claims *claims)
+{
+    bool revoked = false;
+    if (claims->sid[0] == '\0') return reply_error(r, SP_ERR_INVALID_TOKEN, "invalid access token");
+    sp_status s = sid_revoked(r, claims->sid, &revoked);
+    if (s != SP_OK) {
+        sp_log_warn(r->rid, "revocation_check_failed", "code", sp_error_code(s));
+        return reply_error(r, SP_ERR_UNAVAILABLE, "session store unavailable");
+    }
+    if (revoked) return reply_error(r, SP_ERR_INVALID_TOKEN, "session revoked");
+    return SP_OK;
+}
+
 /* "application/json", optionally with parameters ("; charset=utf-8"), any letter case. */
 static bool is_json_type(const char *ct)
 {
@@ -402,6 +452,11 @@ static void serve(gw_req *r)
     gw_param params[GW_MAX_PARAMS];
     size_t np = 0;
     char allow[64];
+    int st = gw_openapi_serve(r->conn, r->ri->request_method, r->ri->local_uri, r->rid, &r->route);
+    if (st != 0) {
+        r->status = st;
+        return;
+    }
     gw_match m = gw_route_match(&route, params, &np, r->ri->request_method, r->ri->local_uri,
                                 allow, sizeof(allow));
     if (m == GW_MATCH_NOT_FOUND) {
@@ -419,7 +474,9 @@ static void serve(gw_req *r)
 
     spjwt_claims claims;
     memset(&claims, 0, sizeof(claims));
-    if ((route->flags & GW_AUTH) && authenticate_or_reply(r, &claims) != SP_OK) return;
+    if ((route->flags & GW_AUTH) &&
+        (authenticate_or_reply(r, &claims) != SP_OK || check_session_or_reply(r, &claims) != SP_OK))
+        return;
 
     ProtobufCMessage *in = NULL;
     if (decode_input_or_reply(r, route, &in) != SP_OK) return;

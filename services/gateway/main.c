@@ -35,6 +35,14 @@ static int begin_request(struct mg_connection *conn)
     return gw_http_handle(conn);
 }
 
+static void exit_thread(const struct mg_context *ctx, int thread_type, void *thread_pointer)
+{
+    (void)ctx;
+    (void)thread_type;
+    (void)thread_pointer;
+    gw_http_thread_exit();
+}
+
 static int log_message(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -67,6 +75,7 @@ static struct mg_context *start_http(const sp_config *cfg, gw_state *g)
     memset(&cb, 0, sizeof(cb));
     cb.begin_request = begin_request;
     cb.log_message = log_message;
+    cb.exit_thread = exit_thread;
     return mg_start(&cb, g, options);
 }
 
@@ -98,6 +107,7 @@ int main(int argc, char **argv)
     g.keys.issuer = sp_config_str(cfg, "SP_JWT_ISSUER");
     g.keys.audience = sp_config_str(cfg, "SP_JWT_AUDIENCE");
     g.keys.leeway_s = 30;
+    g.redis_url = sp_config_str(cfg, "SP_REDIS_URL");
     g.max_body = sp_config_int(cfg, "SP_HTTP_MAX_BODY");
     g.bus_timeout_ms = (int)sp_config_int(cfg, "SP_BUS_TIMEOUT_MS");
     int shutdown_s = (int)sp_config_int(cfg, "SP_SHUTDOWN_S");

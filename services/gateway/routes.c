@@ -14,6 +14,10 @@ static const gw_route routes[] = {
      &sp__auth__v1__register_reply__descriptor, GW_BODY, 201},
     {"POST", "/v1/auth/login", "sp.auth.v1.Login", &sp__auth__v1__login_request__descriptor,
      &sp__auth__v1__login_reply__descriptor, GW_BODY, 200},
+    {"POST", "/v1/auth/refresh", "sp.auth.v1.Refresh", &sp__auth__v1__refresh_request__descriptor,
+     &sp__auth__v1__refresh_reply__descriptor, GW_BODY, 200},
+    {"POST", "/v1/auth/logout", "sp.auth.v1.Logout", &sp__auth__v1__logout_request__descriptor,
+     &sp__auth__v1__logout_reply__descriptor, GW_BODY, 204},
     {"GET", "/v1/me", "sp.auth.v1.GetMe", &sp__auth__v1__get_me_request__descriptor,
      &sp__auth__v1__get_me_reply__descriptor, GW_AUTH, 200},
 };

@@ -1,6 +1,7 @@
-/* auth_flow.c -- end-to-end test of the walking skeleton: register, login and /v1/me over
- * HTTP through the gateway to the auth service, on real NATS, PostgreSQL and Redis; an
- * admin made by `spctl create-admin`; and the gateway's 503 while auth is down. */
+/* auth_flow.c -- end-to-end test of the walking skeleton: register, login, refresh,
+ * logout and /v1/me over HTTP through the gateway to the auth service, on real NATS,
+ * PostgreSQL and Redis; an admin made by `spctl create-admin`; instant revocation (also
+ * across a Redis restart); and the gateway's 503 while auth or Redis is down. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -571,6 +572,331 @@ START_TEST(auth_stops_cleanly_on_sigterm)
 }
 END_TEST
 
+/* ---- refresh, logout, revocation ------------------------------------------------------ */
+
+#define REFRESH_RE "^[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}$"
+
+/* A token pair, malloc'd strings. */
+typedef struct {
+    char *access;
+    char *refresh;
+} pair;
+
+static void pair_free(pair *p)
+{
+    free(p->access);
+    free(p->refresh);
+    p->access = p->refresh = NULL;
+}
+
+/* The pair of a 200 login or refresh answer (asserted). */
+static pair pair_of(const sptest_resp *r)
+{
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+    const char *a = sptest_jstr(r, "accessToken"), *f = sptest_jstr(r, "refreshToken");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(f);
+    return (pair){strdup(a), strdup(f)};
+}
+
+/* A new user (tag in its email) logged in once: its first pair. */
+static pair new_session(const char *tag)
+{
+    char email[128];
+    unique_email(email, sizeof(email), tag);
+    free(must_register("Session User", email, "password-session"));
+    sptest_resp *r = login(email, "password-session");
+    pair p = pair_of(r);
+    sptest_resp_free(r);
+    return p;
+}
+
+static sptest_resp *refresh_with(const char *token)
+{
+    char *b = json_obj("refreshToken", token, NULL);
+    sptest_resp *r = post("/v1/auth/refresh", b);
+    free(b);
+    return r;
+}
+
+static sptest_resp *logout_with(const char *token)
+{
+    char *b = json_obj("refreshToken", token, NULL);
+    sptest_resp *r = post("/v1/auth/logout", b);
+    free(b);
+    return r;
+}
+
+/* Refreshes with 'token' (200 asserted): the new pair. */
+static pair must_refresh(const char *token)
+{
+    sptest_resp *r = refresh_with(token);
+    pair p = pair_of(r);
+    sptest_resp_free(r);
+    return p;
+}
+
+static long me_status(const char *access)
+{
+    sptest_resp *r = sptest_json(E, "GET", "/v1/me", access, NULL);
+    long st = r->status;
+    sptest_resp_free(r);
+    return st;
+}
+
+/* GET /v1/me with 'access' answers 401 invalid_token "session revoked". */
+static void assert_me_revoked(const char *access)
+{
+    sptest_resp *r = sptest_json(E, "GET", "/v1/me", access, NULL);
+    assert_error(r, 401, "invalid_token");
+    ck_assert_str_eq(sptest_jstr(r, "error.message"), "session revoked");
+    sptest_resp_free(r);
+}
+
+static spjwt_claims claims_of(const char *access)
+{
+    char key[512];
+    spjwt_claims c;
+    jwt_secret(key, sizeof(key));
+    spjwt_keys k = {.key = (const uint8_t *)key,
+                    .keylen = strlen(key),
+                    .issuer = "smartpark",
+                    .audience = "smartpark-api",
+                    .leeway_s = 5};
+    ck_assert_int_eq(spjwt_verify(&c, &k, access, time(NULL)), SP_OK);
+    return c;
+}
+
+START_TEST(refresh_gives_a_new_pair_of_the_same_session)
+{
+    pair first = new_session("refresh");
+    sptest_resp *r = refresh_with(first.refresh);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+    ck_assert_int_eq(count_members(r->json), 4);
+    ck_assert_str_eq(sptest_jstr(r, "tokenType"), "Bearer");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(r->json, "expiresIn");
+    ck_assert(cJSON_IsNumber(exp) && exp->valuedouble == 900);
+    pair next = pair_of(r);
+    sptest_resp_free(r);
+
+    ck_assert_msg(matches(REFRESH_RE, next.refresh), "%s", next.refresh);
+    ck_assert_str_ne(next.refresh, first.refresh);
+    ck_assert_str_ne(next.access, first.access);
+    spjwt_claims a = claims_of(first.access), b = claims_of(next.access);
+    ck_assert_str_eq(b.sid, a.sid);
+    ck_assert_str_ne(b.jti, a.jti);
+    ck_assert_str_eq(b.sub, a.sub);
+    ck_assert_str_eq(b.role, "app_user");
+
+    /* the old access token lives on until it expires or the session is revoked */
+    ck_assert_int_eq(me_status(first.access), 200);
+    ck_assert_int_eq(me_status(next.access), 200);
+    pair_free(&first);
+    pair_free(&next);
+}
+END_TEST
+
+START_TEST(refresh_reuse_revokes_the_whole_session)
+{
+    pair p1 = new_session("reuse");
+    pair p2 = must_refresh(p1.refresh);
+    pair p3 = must_refresh(p2.refresh); /* the new token works, once */
+
+    sptest_resp *r = refresh_with(p1.refresh);
+    assert_error(r, 401, "refresh_reused");
+    sptest_resp_free(r);
+
+    assert_me_revoked(p3.access);
+    assert_me_revoked(p1.access);
+    r = refresh_with(p3.refresh);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+    pair_free(&p1);
+    pair_free(&p2);
+    pair_free(&p3);
+}
+END_TEST
+
+START_TEST(refresh_token_used_twice_is_refused_the_second_time)
+{
+    pair p1 = new_session("twice");
+    pair p2 = must_refresh(p1.refresh);
+    pair p3 = must_refresh(p2.refresh);
+
+    sptest_resp *r = refresh_with(p2.refresh);
+    assert_error(r, 401, "refresh_reused");
+    sptest_resp_free(r);
+    pair_free(&p1);
+    pair_free(&p2);
+    pair_free(&p3);
+}
+END_TEST
+
+START_TEST(logout_revokes_the_session)
+{
+    pair p = new_session("logout");
+    ck_assert_int_eq(me_status(p.access), 200);
+
+    sptest_resp *r = logout_with(p.refresh);
+    ck_assert_msg(r->status == 204, "%ld %s", r->status, r->body);
+    ck_assert_int_eq((int)r->len, 0);
+    sptest_resp_free(r);
+
+    assert_me_revoked(p.access);
+    r = refresh_with(p.refresh);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(logout_leaves_other_sessions_alone)
+{
+    char email[128];
+    unique_email(email, sizeof(email), "two");
+    free(must_register("Two Sessions", email, "password-two"));
+    sptest_resp *r = login(email, "password-two");
+    pair a = pair_of(r);
+    sptest_resp_free(r);
+    r = login(email, "password-two");
+    pair b = pair_of(r);
+    sptest_resp_free(r);
+
+    r = logout_with(a.refresh);
+    ck_assert_msg(r->status == 204, "%ld %s", r->status, r->body);
+    sptest_resp_free(r);
+    assert_me_revoked(a.access);
+    ck_assert_int_eq(me_status(b.access), 200);
+    pair_free(&a);
+    pair_free(&b);
+}
+END_TEST
+
+/* Refresh tokens that are not "<22 base64url>.<43 base64url>", and one well formed but
+ * unknown: each 401 invalid_token, for refresh and logout alike. */
+static const char *const bad_refresh[] = {
+    "",
+    "no-dot-at-all",
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 65, no dot */
+    "AAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 21.43 */
+    "AAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  /* 23.42 */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 22.42 */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 22.44 */
+    "AAAAAAAAAAAAAAAAAAAA+A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  /* '+' */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/A",  /* '/' */
+    "AAAAAAAAAAAAAAAAAAAA==.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  /* padding */
+    "AAAAAAAAAAAAAAAAAAAAAB.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  /* stray bits */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",  /* stray bits */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.", /* trailing dot */
+    " AAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  /* space */
+    "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* well formed, unknown */
+};
+
+START_TEST(refresh_rejects_malformed_token_row)
+{
+    sptest_resp *r = refresh_with(bad_refresh[_i]);
+    ck_assert_msg(r->status == 401, "row %d: %ld %s", _i, r->status, r->body);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+    r = logout_with(bad_refresh[_i]);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+}
+END_TEST
+
+START_TEST(refresh_with_the_secret_of_another_token_is_invalid)
+{
+    pair a = new_session("mixa"), b = new_session("mixb");
+    char forged[128];
+    /* a's token id with b's secret */
+    snprintf(forged, sizeof(forged), "%.22s%s", a.refresh, b.refresh + 22);
+    sptest_resp *r = refresh_with(forged);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+    /* and a's real token still works: a wrong secret is not a reuse */
+    pair a2 = must_refresh(a.refresh);
+    pair_free(&a);
+    pair_free(&a2);
+    pair_free(&b);
+}
+END_TEST
+
+START_TEST(refresh_rejects_unknown_field_and_missing_token)
+{
+    pair p = new_session("field");
+    char body[256];
+    snprintf(body, sizeof(body), "{\"refreshToken\":\"%s\",\"sid\":\"x\"}", p.refresh);
+    sptest_resp *r = post("/v1/auth/refresh", body);
+    ck_assert_msg(r->status == 400, "%ld %s", r->status, r->body);
+    sptest_resp_free(r);
+
+    r = post("/v1/auth/refresh", "{}");
+    assert_error(r, 400, "validation_failed");
+    ck_assert_ptr_nonnull(sptest_jstr(r, "error.fields.refreshToken"));
+    sptest_resp_free(r);
+
+    /* the refused call used nothing up */
+    pair next = must_refresh(p.refresh);
+    pair_free(&p);
+    pair_free(&next);
+}
+END_TEST
+
+START_TEST(redis_down_refuses_tokens_and_revocations_survive_it)
+{
+    pair kept = new_session("rkept");
+    pair gone = new_session("rgone");
+    pair other = new_session("rother");
+    ck_assert_int_eq(me_status(kept.access), 200);
+
+    sptest_kill(&E->redis, SIGKILL);
+    sptest_resp *r = sptest_json(E, "GET", "/v1/me", kept.access, NULL);
+    assert_error(r, 503, "unavailable");
+    ck_assert_ptr_nonnull(sptest_resp_header(r, "Retry-After"));
+    ck_assert_msg(r->seconds < 3.0, "took %.2f s", r->seconds);
+    sptest_resp_free(r);
+
+    char email[128];
+    unique_email(email, sizeof(email), "rpublic");
+    r = register_user("Public Route", email, "password-public");
+    ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
+    sptest_resp_free(r);
+
+    /* revoked in PostgreSQL, but not yet in Redis: the call says so */
+    r = logout_with(gone.refresh);
+    assert_error(r, 503, "unavailable");
+    sptest_resp_free(r);
+    r = refresh_with(gone.refresh);
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+
+    sptest_restart(E, &E->redis); /* empty: no persistence */
+    /* a gateway thread reconnects at most once per 200 ms (spredis): allow that long */
+    long st = me_status(kept.access);
+    for (int i = 0; i < 10 && st == 503; i++) {
+        usleep(100 * 1000);
+        st = me_status(kept.access);
+    }
+    ck_assert_int_eq(st, 200);
+    /* one more auth call that uses Redis (a logout of another session) rewrites every
+     * recent revocation to the new, empty Redis first */
+    r = logout_with(other.refresh);
+    ck_assert_msg(r->status == 204, "%ld %s", r->status, r->body);
+    sptest_resp_free(r);
+    assert_me_revoked(gone.access);
+    assert_me_revoked(other.access);
+    ck_assert_int_eq(me_status(kept.access), 200);
+
+    /* the logout that answered 503 can be retried */
+    r = logout_with(gone.refresh);
+    ck_assert_msg(r->status == 204, "%ld %s", r->status, r->body);
+    sptest_resp_free(r);
+    pair_free(&kept);
+    pair_free(&gone);
+    pair_free(&other);
+}
+END_TEST
+
 static Suite *auth_flow_suite(void)
 {
     Suite *s = suite_create("auth_flow");
@@ -591,6 +917,17 @@ static Suite *auth_flow_suite(void)
     tcase_add_test(tc, me_returns_the_profile);
     tcase_add_test(tc, me_without_a_token_is_401);
     tcase_add_test(tc, admin_from_spctl_logs_in_as_admin);
+    tcase_add_test(tc, refresh_gives_a_new_pair_of_the_same_session);
+    tcase_add_test(tc, refresh_reuse_revokes_the_whole_session);
+    tcase_add_test(tc, refresh_token_used_twice_is_refused_the_second_time);
+    tcase_add_test(tc, logout_revokes_the_session);
+    tcase_add_test(tc, logout_leaves_other_sessions_alone);
+    tcase_add_loop_test(tc, refresh_rejects_malformed_token_row, 0,
+                        (int)(sizeof(bad_refresh) / sizeof(bad_refresh[0])));
+    tcase_add_test(tc, refresh_with_the_secret_of_another_token_is_invalid);
+    tcase_add_test(tc, refresh_rejects_unknown_field_and_missing_token);
+    /* kills and restarts Redis */
+    tcase_add_test(tc, redis_down_refuses_tokens_and_revocations_survive_it);
     /* last: these two kill and restart the auth service */
     tcase_add_test(tc, me_is_503_while_auth_is_down_and_recovers);
     tcase_add_test(tc, auth_stops_cleanly_on_sigterm);
