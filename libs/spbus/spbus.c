@@ -457,8 +457,9 @@ sp_status spbus_reply(spbus_req *req, const ProtobufCMessage *out)
     return send_reply(req, &rep);
 }
 
-sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *message,
-                                   Sp__V1__FieldError **fields, size_t nfields)
+/* Builds and sends the sp.v1.Error; retry_after_s <= 0 leaves it out. */
+static sp_status reply_error(spbus_req *req, sp_status code, const char *message,
+                             Sp__V1__FieldError **fields, size_t nfields, int retry_after_s)
 {
     if (req == NULL) return SP_ERR_INTERNAL;
     if (code <= SP_OK || code >= SP_ERR__COUNT) code = SP_ERR_INTERNAL;
@@ -467,10 +468,24 @@ sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *m
     e.message = (char *)(message != NULL ? message : sp_error_code(code));
     e.n_fields = fields != NULL ? nfields : 0;
     e.fields = fields;
+    e.has_retry_after_s = retry_after_s > 0;
+    e.retry_after_s = retry_after_s;
     Sp__V1__Reply rep = SP__V1__REPLY__INIT;
     rep.result_case = SP__V1__REPLY__RESULT_ERROR;
     rep.error = &e;
     return send_reply(req, &rep);
+}
+
+sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *message,
+                                   Sp__V1__FieldError **fields, size_t nfields)
+{
+    return reply_error(req, code, message, fields, nfields, 0);
+}
+
+sp_status spbus_reply_error_retry(spbus_req *req, sp_status code, const char *message,
+                                  int retry_after_s)
+{
+    return reply_error(req, code, message, NULL, 0, retry_after_s);
 }
 
 sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message, ...)

@@ -89,6 +89,10 @@ sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message,
 sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *message,
                                    Sp__V1__FieldError **fields, size_t nfields);
 
+/* An error with a Retry-After in seconds (rate_limited, unavailable). Returns SP_OK once sent. */
+sp_status spbus_reply_error_retry(spbus_req *req, sp_status code, const char *message,
+                                  int retry_after_s);
+
 /* ProtobufCAllocator that allocates from an arena (frees are no-ops). */
 ProtobufCAllocator spbus_arena_allocator(sp_arena *a);
 
