@@ -6,7 +6,7 @@ TST   := build/test
 FUZ   := build/fuzz
 SP_FUZZ_SECONDS ?= 300
 
-.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean
+.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean bench
 
 all: build
 
@@ -41,6 +41,11 @@ fuzz:
 	  -DSP_FUZZ_SECONDS=$(SP_FUZZ_SECONDS) >/dev/null
 	cmake --build $(FUZ) --target fuzzers -j $(JOBS)
 	@cd $(FUZ) && ctest --output-on-failure -j 2 -L fuzz
+
+# The request path against a minimal CivetWeb handler in the same run (bench/run.sh):
+# its own release build (build/bench) and stack (other ports, build/bench/var); not in `test`.
+bench:
+	@bench/run.sh
 
 unit: build-test
 	@cd $(TST) && ctest --output-on-failure -L unit

@@ -2,6 +2,7 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -37,9 +38,24 @@ struct spbus_service {
     atomic_bool stop;
 };
 
+/* A reply inbox of the client side: a synchronous subscription on "<prefix>.*" that one
+ * request at a time borrows; each request waits on "<prefix>.<seq>", so a late reply to an
+ * earlier request that timed out is told apart by its subject and dropped. The reader
+ * thread hands a reply straight to the waiting caller (no dispatch thread in between,
+ * unlike natsConnection_Request). */
+typedef struct inbox {
+    struct inbox *next; /* in bus->free_inboxes[conn] */
+    natsSubscription *sub;
+    int conn;           /* index of the connection 'sub' lives on */
+    uint64_t seq;
+    char prefix[64];    /* "_SP_INBOX.<nuid>" */
+} inbox;
+
 struct spbus {
     natsConnection **conns;
     int nconns;
+    pthread_mutex_t inbox_mu;
+    inbox **free_inboxes; /* per connection, under inbox_mu; as many as requests in flight */
     atomic_uint rr;
     pthread_mutex_t mu;
     spbus_service *services;
@@ -200,12 +216,15 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
         return SP_ERR_VALIDATION_FAILED;
     }
     spbus *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL) {
+    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL ||
+        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) == NULL) {
+        if (b != NULL) free(b->conns);
         free(b);
         natsOptions_Destroy(o);
         return SP_ERR_INTERNAL;
     }
     pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->inbox_mu, NULL);
     atomic_init(&b->rr, 0);
     for (int i = 0; i < n; i++) {
         ns = natsConnection_Connect(&b->conns[i], o);
@@ -286,8 +305,16 @@ void spbus_destroy(spbus *b)
         spbus_service_destroy(s);
     }
     for (int i = 0; i < b->nconns; i++)
+        for (inbox *ib = b->free_inboxes[i], *next; ib != NULL; ib = next) {
+            next = ib->next;
+            natsSubscription_Destroy(ib->sub);
+            free(ib);
+        }
+    free(b->free_inboxes);
+    for (int i = 0; i < b->nconns; i++)
         natsConnection_Destroy(b->conns[i]);
     free(b->conns);
+    pthread_mutex_destroy(&b->inbox_mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -320,6 +347,97 @@ static sp_status pack_in_arena(uint8_t **buf, size_t *len, const ProtobufCMessag
     if (*buf == NULL) return SP_ERR_INTERNAL;
     *len = protobuf_c_message_pack(m, *buf);
     return SP_OK;
+}
+
+/* Borrows a free inbox of connection 'ci', or subscribes a new one. */
+static natsStatus inbox_get(inbox **out, spbus *b, int ci)
+{
+    *out = NULL;
+    pthread_mutex_lock(&b->inbox_mu);
+    inbox *ib = b->free_inboxes[ci];
+    if (ib != NULL) b->free_inboxes[ci] = ib->next;
+    pthread_mutex_unlock(&b->inbox_mu);
+    if (ib != NULL) {
+        *out = ib;
+        return NATS_OK;
+    }
+    natsInbox *nuid = NULL;
+    natsStatus ns = natsInbox_Create(&nuid); /* "_INBOX.<nuid>": the nuid is what we keep */
+    if (ns != NATS_OK) return ns;
+    ib = calloc(1, sizeof(*ib));
+    if (ib == NULL) {
+        natsInbox_Destroy(nuid);
+        return NATS_NO_MEMORY;
+    }
+    const char *dot = strchr(nuid, '.');
+    snprintf(ib->prefix, sizeof(ib->prefix), "_SP_INBOX.%s", dot != NULL ? dot + 1 : nuid);
+    natsInbox_Destroy(nuid);
+    ib->conn = ci;
+    char wild[80];
+    snprintf(wild, sizeof(wild), "%s.*", ib->prefix);
+    ns = natsConnection_SubscribeSync(&ib->sub, b->conns[ci], wild);
+    if (ns != NATS_OK) {
+        free(ib);
+        return ns;
+    }
+    *out = ib;
+    return NATS_OK;
+}
+
+/* Gives the inbox back for the next request, or destroys it when its subscription is no
+ * longer usable (connection closed). */
+static void inbox_put(spbus *b, inbox *ib, bool reusable)
+{
+    if (!reusable) {
+        natsSubscription_Destroy(ib->sub);
+        free(ib);
+        return;
+    }
+    pthread_mutex_lock(&b->inbox_mu);
+    ib->next = b->free_inboxes[ib->conn];
+    b->free_inboxes[ib->conn] = ib;
+    pthread_mutex_unlock(&b->inbox_mu);
+}
+
+/* Publishes 'buf' to 'subject' with a fresh reply subject of a borrowed inbox and waits at
+ * most timeout_ms for the reply to that very subject; replies to earlier requests of the
+ * same inbox (which gave up) are dropped. */
+static natsStatus request_via_inbox(natsMsg **reply, spbus *b, natsConnection *nc,
+                                    const char *subject, const void *buf, int len, int timeout_ms)
+{
+    *reply = NULL;
+    int ci = 0;
+    while (ci < b->nconns && b->conns[ci] != nc)
+        ci++;
+    if (ci == b->nconns) return NATS_INVALID_ARG;
+    inbox *ib = NULL;
+    natsStatus ns = inbox_get(&ib, b, ci);
+    if (ns != NATS_OK) return ns;
+    char to[96];
+    snprintf(to, sizeof(to), "%s.%llu", ib->prefix, (unsigned long long)++ib->seq);
+    ns = natsConnection_PublishRequest(nc, subject, to, buf, len);
+    int64_t until = sp_monotonic_us() + (int64_t)timeout_ms * 1000;
+    while (ns == NATS_OK) {
+        int64_t left = (until - sp_monotonic_us() + 999) / 1000;
+        if (left <= 0) {
+            ns = NATS_TIMEOUT;
+            break;
+        }
+        natsMsg *m = NULL;
+        ns = natsSubscription_NextMsg(&m, ib->sub, left);
+        if (ns == NATS_SLOW_CONSUMER) {
+            ns = NATS_OK; /* messages were dropped; ours may still come */
+            continue;
+        }
+        if (ns != NATS_OK) break;
+        if (strcmp(natsMsg_GetSubject(m), to) == 0) {
+            *reply = m;
+            break;
+        }
+        natsMsg_Destroy(m); /* the late reply of a request that timed out */
+    }
+    inbox_put(b, ib, ns == NATS_OK || ns == NATS_TIMEOUT);
+    return ns;
 }
 
 sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, const char *subject,
@@ -358,7 +476,7 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
     natsConnection *nc = pick_conn(b);
     if (nc == NULL) return SP_ERR_UNAVAILABLE;
     natsMsg *reply = NULL;
-    natsStatus ns = natsConnection_Request(&reply, nc, subject, buf, (int)len, timeout_ms);
+    natsStatus ns = request_via_inbox(&reply, b, nc, subject, buf, (int)len, timeout_ms);
     if (ns != NATS_OK) {
         sp_log_debug(c.request_id, "bus_request_failed", "subject", subject, "error",
                      natsStatus_GetText(ns));
@@ -396,6 +514,44 @@ sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t 
     natsConnection *nc = pick_conn(b);
     if (nc == NULL) return SP_ERR_UNAVAILABLE;
     return map_nats(natsConnection_Publish(nc, subject, data, (int)len));
+}
+
+/* A JetStream context per call: cheap next to the ack's round trip, and nothing to share
+ * between threads or to rebuild after a reconnect. */
+sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size_t len,
+                           const char *msg_id, int timeout_ms)
+{
+    if (b == NULL || subject == NULL || (data == NULL && len > 0) || timeout_ms <= 0)
+        return SP_ERR_INTERNAL;
+    if (len > SPBUS_MAX_MSG) return SP_ERR_PAYLOAD_TOO_LARGE;
+    natsConnection *nc = pick_conn(b);
+    if (nc == NULL) return SP_ERR_UNAVAILABLE;
+
+    jsCtx *js = NULL;
+    natsMsg *msg = NULL;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms;
+    if (msg_id != NULL && msg_id[0] != '\0') po.MsgId = msg_id;
+
+    natsStatus ns = natsConnection_JetStream(&js, nc, NULL);
+    if (ns == NATS_OK) ns = natsMsg_Create(&msg, subject, NULL, (const char *)data, (int)len);
+    if (ns == NATS_OK) ns = js_PublishMsg(&ack, js, msg, &po, &jerr);
+    if (ns != NATS_OK) {
+        char code[16];
+        snprintf(code, sizeof(code), "%d", (int)jerr);
+        sp_log_warn(NULL, "js_publish_failed", "subject", subject, "error", natsStatus_GetText(ns),
+                    "jsErrCode", code);
+    }
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(msg);
+    jsCtx_Destroy(js);
+    if (ns == NATS_OK) return SP_OK;
+    return ns == NATS_NO_MEMORY || ns == NATS_INVALID_ARG || ns == NATS_INVALID_SUBJECT
+               ? SP_ERR_INTERNAL
+               : SP_ERR_UNAVAILABLE;
 }
 
 /* ---- server side ------------------------------------------------------------------------ */

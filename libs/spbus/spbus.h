@@ -48,6 +48,14 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
 /* Core publish of a raw payload (change notifications). */
 sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t len);
 
+/* JetStream publish with ack: sends 'data' to 'subject' with the header Nats-Msg-Id =
+ * 'msg_id' (NULL or "": none; the stream drops a repeat within its dedup window) and
+ * waits at most timeout_ms for the stream's ack. SP_OK once acked (a duplicate counts as
+ * acked); SP_ERR_UNAVAILABLE when no stream took it in time (no connection, no stream on
+ * that subject, timeout, stream full); the caller keeps the data and retries. */
+sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size_t len,
+                           const char *msg_id, int timeout_ms);
+
 /* ---- server side ------------------------------------------------------------------------ */
 
 /* A handler returns SP_OK when it replied (spbus_reply / spbus_reply_error), or an error

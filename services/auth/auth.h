@@ -40,10 +40,15 @@ typedef struct {
     spjwt_keys jwt;
     int64_t access_ttl_s;
     int64_t refresh_ttl_s;
+    /* login rate limits (ratelimit.c): SP_LOGIN_FAILS_PER_ACCOUNT per
+     * SP_LOGIN_ACCOUNT_WINDOW_S, SP_LOGIN_FAILS_PER_IP per SP_LOGIN_IP_WINDOW_S */
+    int rl_fails_per_account, rl_account_window_s;
+    int rl_fails_per_ip, rl_ip_window_s;
     /* verified for an unknown email so that login takes the same time either way */
     char dummy_hash[SPCRYPTO_HASH_LEN];
     spbus_route routes[AUTH_MAX_ROUTES];
     size_t nroutes;
+    struct auth_outbox *outbox; /* publisher of auth.outbox (outbox.c); NULL: none */
 } auth_svc;
 
 /* Appends one route to svc->routes (aborts past AUTH_MAX_ROUTES: a programming error). */
@@ -52,6 +57,10 @@ void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
 /* users.c: Register, GetMe. sessions.c: Login, Refresh, Logout. */
 void users_register(auth_svc *svc);
 void sessions_register(auth_svc *svc);
+/* profile.c: UpdateMe, ChangePassword, DeleteMe. memberships.c: SetMembership,
+ * RemoveMembership. */
+void profile_register(auth_svc *svc);
+void memberships_register(auth_svc *svc);
 
 /* The connection of the worker running 'req', connected on first use (spdb resets it by
  * itself after a server restart). Replies unavailable when PostgreSQL cannot be reached. */
@@ -80,6 +89,66 @@ sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms);
  * unavailable when Redis cannot be reached (the caller has already revoked the session in
  * PostgreSQL: a later reconnect rewrites it). */
 sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid);
+
+/* ratelimit.c: the counters of one login, set by auth_ratelimit_check_or_reply. */
+typedef struct {
+    char acct_key[96]; /* sp:login:fail:acct:<SHA-256 hex of lower(email)> */
+    char ip_key[96];   /* sp:login:fail:ip:<client ip> */
+    char acct_window[16], ip_window[16];
+    bool checked; /* the check passed: the keys are set */
+} auth_rl;
+
+/* Before the password is checked: refuses the login while the account's or the client
+ * ip's failure counter is at its limit, replying 429 rate_limited with retry_after_s (the
+ * seconds left of that counter's window); replies 503 unavailable when Redis cannot answer
+ * (never unlimited), or the database error when lower(email) cannot be computed. */
+sp_status auth_ratelimit_check_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl);
+/* A failed login: one more failure on both counters (best effort, logged; replies nothing). */
+void auth_ratelimit_failure(spbus_req *req, const auth_rl *rl);
+/* A successful login: deletes the account's counter, not the ip's (best effort). */
+void auth_ratelimit_success(spbus_req *req, const auth_rl *rl);
+
+/* The caller must be an authenticated user (a valid ctx.user_id); replies 401
+ * unauthenticated otherwise. *user_id points into the request. */
+sp_status auth_require_user_or_reply(spbus_req *req, const char **user_id);
+/* The spredis of the worker running 'req', created on first use (NULL on a bad url or a
+ * bad worker index). */
+spredis *auth_worker_redis(spbus_req *req);
+/* Begin / commit of the worker's transaction; reply unavailable/internal on failure. */
+sp_status auth_begin_or_reply(spbus_req *req, spdb *db);
+sp_status auth_commit_or_reply(spbus_req *req, spdb *db);
+/* Inside the caller's transaction: marks every live session of user 'user_id' (internal
+ * id) revoked for 'reason', except session 'keep_sid' (its public id; NULL: none).
+ * *sids = their public ids (in the request's arena), *n their count. Replies on a
+ * database failure. */
+sp_status auth_revoke_user_sessions_or_reply(spbus_req *req, spdb *db, const char *user_id,
+                                             const char *keep_sid, const char *reason, char ***sids,
+                                             size_t *n);
+/* After the commit: auth_revoke_in_redis_or_reply for each of 'sids', stopping at the first
+ * failure (which replied 503). */
+sp_status auth_revoke_all_in_redis_or_reply(spbus_req *req, spdb *db, char *const *sids, size_t n);
+
+/* ---- outbox.c: audit events (domain.md rule 8) ---------------------------------------- */
+
+/* The publisher of auth.outbox: a thread with its own PostgreSQL connection that publishes
+ * each row to SP_AUDIT (Nats-Msg-Id = event_id, publish with ack) and deletes it after the
+ * ack, every AUTH_OUTBOX_POLL_MS or when woken; a failed publish is retried next round. */
+typedef struct auth_outbox auth_outbox;
+#define AUTH_OUTBOX_POLL_MS 500
+#define AUTH_OUTBOX_BATCH 100
+#define AUTH_OUTBOX_ACK_MS 2000
+sp_status auth_outbox_create(auth_outbox **out, spbus *bus, const char *db_url);
+/* After a commit that wrote to the outbox: publish now rather than at the next poll. */
+void auth_outbox_wake(auth_outbox *o);
+/* Stops and joins the thread (a row not yet published stays for the next start). */
+void auth_outbox_destroy(auth_outbox *o);
+/* Inside the caller's transaction: inserts an sp.audit.v1.AuditEvent of the request's
+ * caller (actor, request id, ip from ctx) into auth.outbox, on subject
+ * sp.audit.<client_id or "platform">.auth. 'details_json' may be NULL. Replies on a
+ * database failure. */
+sp_status auth_audit_or_reply(spbus_req *req, spdb *db, const char *client_id, const char *action,
+                              const char *target_kind, const char *target_id,
+                              const char *details_json);
 
 /* Field errors of one request, all reported at once. Strings must outlive the reply. */
 typedef struct {

@@ -205,13 +205,11 @@ static const char *sql_recent_revocations =
     " FROM auth.sessions"
     " WHERE revoked_at IS NOT NULL AND revoked_at > now() - $1::bigint * interval '1 second'";
 
-/* The spredis of the worker running 'req', created on first use (NULL on a bad url). */
-static spredis *worker_redis(spbus_req *req, int *worker)
+spredis *auth_worker_redis(spbus_req *req)
 {
     auth_svc *svc = spbus_req_user(req);
     int w = spbus_req_worker(req);
 
-    *worker = w;
     if (w < 0 || w >= svc->workers || svc->redis == NULL) return NULL;
     if (svc->redis[w] == NULL &&
         spredis_create(&svc->redis[w], svc->redis_url, AUTH_REDIS_TIMEOUT_MS) != SP_OK)
@@ -235,8 +233,8 @@ static sp_status set_revoked(spredis *r, const char *sid, const char *ttl)
 sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
 {
     auth_svc *svc = spbus_req_user(req);
-    int w = -1;
-    spredis *r = worker_redis(req, &w);
+    int w = spbus_req_worker(req);
+    spredis *r = auth_worker_redis(req);
 
     if (r == NULL) return SP_ERR_UNAVAILABLE;
     /* A connection that died with its server is only noticed by a command: the first
@@ -276,16 +274,84 @@ sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
 sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid)
 {
     auth_svc *svc = spbus_req_user(req);
-    int w = -1;
     char ttl[24];
 
     sp_status s = auth_redis_sync(req, db, AUTH_REDIS_PATIENCE_MS);
     if (s == SP_OK) {
         snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
-        s = set_revoked(worker_redis(req, &w), sid, ttl);
+        s = set_revoked(auth_worker_redis(req), sid, ttl);
     }
     if (s == SP_OK) return SP_OK;
     sp_log_warn(spbus_req_id(req), "revocation_not_in_redis", "sid", sid, "code", sp_error_code(s));
     spbus_reply_error(req, SP_ERR_UNAVAILABLE, "revocation store unavailable", NULL);
     return SP_ERR_UNAVAILABLE;
+}
+
+sp_status auth_require_user_or_reply(spbus_req *req, const char **user_id)
+{
+    const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
+
+    *user_id = NULL;
+    if (ctx == NULL || ctx->user_id == NULL || !spcrypto_uuid_valid(ctx->user_id)) {
+        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "authentication required", NULL);
+        return SP_ERR_UNAUTHENTICATED;
+    }
+    *user_id = ctx->user_id;
+    return SP_OK;
+}
+
+sp_status auth_begin_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_begin(db);
+    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "begin");
+}
+
+sp_status auth_commit_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_commit(db);
+    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "commit");
+}
+
+static const char *sql_revoke_user_sessions =
+    "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2"
+    " WHERE user_id = $1::bigint AND revoked_at IS NULL"
+    "   AND ($3::uuid IS NULL OR public_id <> $3::uuid)"
+    " RETURNING public_id::text";
+
+sp_status auth_revoke_user_sessions_or_reply(spbus_req *req, spdb *db, const char *user_id,
+                                             const char *keep_sid, const char *reason, char ***sids,
+                                             size_t *n)
+{
+    sp_arena *a = spbus_req_arena(req);
+    PGresult *res = NULL;
+
+    *sids = NULL;
+    *n = 0;
+    if (keep_sid != NULL && !spcrypto_uuid_valid(keep_sid)) keep_sid = NULL;
+    const char *params[] = {user_id, reason, keep_sid};
+    sp_status s = spdb_query(&res, db, sql_revoke_user_sessions, 3, params);
+    if (s != SP_OK) return auth_db_error_reply(req, s, "revoke_user_sessions");
+    int rows = PQntuples(res);
+    char **list = sp_arena_alloc(a, sizeof(char *) * (size_t)(rows > 0 ? rows : 1));
+    for (int i = 0; list != NULL && i < rows; i++) {
+        list[i] = sp_arena_strdup(a, PQgetvalue(res, i, 0));
+        if (list[i] == NULL) list = NULL;
+    }
+    PQclear(res);
+    if (list == NULL) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    *sids = list;
+    *n = (size_t)rows;
+    return SP_OK;
+}
+
+sp_status auth_revoke_all_in_redis_or_reply(spbus_req *req, spdb *db, char *const *sids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sp_status s = auth_revoke_in_redis_or_reply(req, db, sids[i]);
+        if (s != SP_OK) return s;
+    }
+    return SP_OK;
 }

@@ -17,7 +17,7 @@ static const sp_cfg_item cfg_items[] = {
     {"SP_DATABASE_URL", SP_CFG_STR, "postgresql://sp@127.0.0.1:55432/smartpark", 1, 2048,
      "PostgreSQL connection URI"},
     {"SP_REDIS_URL", SP_CFG_STR, "redis://127.0.0.1:56379", 1, 1024,
-     "Redis URL (revoked sessions; login counters: not used yet)"},
+     "Redis URL (revoked sessions, login failure counters)"},
     {"SP_ADMIN_ADDR", SP_CFG_STR, "127.0.0.1:9101", 3, 128,
      "host:port of /healthz /readyz /metrics"},
     {"SP_JWT_SECRET", SP_CFG_SECRET, NULL, SPJWT_MIN_KEY, 4096,
@@ -27,6 +27,13 @@ static const sp_cfg_item cfg_items[] = {
     {"SP_ACCESS_TTL_S", SP_CFG_INT, "900", 60, 86400, "access token lifetime, seconds"},
     {"SP_REFRESH_TTL_S", SP_CFG_INT, "1209600", 60, 31536000, "refresh token lifetime, seconds"},
     {"SP_BUS_WORKERS", SP_CFG_INT, "4", 1, 64, "bus worker threads (one database connection each)"},
+    {"SP_LOGIN_FAILS_PER_ACCOUNT", SP_CFG_INT, "10", 1, 1000000,
+     "failed logins of one email per SP_LOGIN_ACCOUNT_WINDOW_S (429 beyond)"},
+    {"SP_LOGIN_ACCOUNT_WINDOW_S", SP_CFG_INT, "900", 1, 86400,
+     "window of the per-account count, seconds"},
+    {"SP_LOGIN_FAILS_PER_IP", SP_CFG_INT, "100", 1, 1000000,
+     "failed logins from one client ip per SP_LOGIN_IP_WINDOW_S (429 beyond)"},
+    {"SP_LOGIN_IP_WINDOW_S", SP_CFG_INT, "60", 1, 86400, "window of the per-ip count, seconds"},
     {"SP_SHUTDOWN_S", SP_CFG_INT, "10", 1, 300, "seconds allowed to drain on SIGTERM"},
 };
 #define CFG_N (sizeof(cfg_items) / sizeof(cfg_items[0]))
@@ -100,6 +107,10 @@ int main(int argc, char **argv)
     svc.access_ttl_s = sp_config_int(cfg, "SP_ACCESS_TTL_S");
     svc.refresh_ttl_s = sp_config_int(cfg, "SP_REFRESH_TTL_S");
     svc.workers = (int)sp_config_int(cfg, "SP_BUS_WORKERS");
+    svc.rl_fails_per_account = (int)sp_config_int(cfg, "SP_LOGIN_FAILS_PER_ACCOUNT");
+    svc.rl_account_window_s = (int)sp_config_int(cfg, "SP_LOGIN_ACCOUNT_WINDOW_S");
+    svc.rl_fails_per_ip = (int)sp_config_int(cfg, "SP_LOGIN_FAILS_PER_IP");
+    svc.rl_ip_window_s = (int)sp_config_int(cfg, "SP_LOGIN_IP_WINDOW_S");
     svc.db_url = sp_config_str(cfg, "SP_DATABASE_URL");
     svc.db = calloc((size_t)svc.workers, sizeof(spdb *));
     svc.redis_url = sp_config_str(cfg, "SP_REDIS_URL");
@@ -136,6 +147,13 @@ int main(int argc, char **argv)
 
     users_register(&svc);
     sessions_register(&svc);
+    profile_register(&svc);
+    memberships_register(&svc);
+    s = auth_outbox_create(&svc.outbox, bus, svc.db_url);
+    if (s != SP_OK) {
+        rc = fail("outbox_start_failed", s);
+        goto out;
+    }
     s = spbus_serve(&service, bus, "auth", "auth", svc.routes, svc.nroutes, svc.workers, &svc);
     if (s != SP_OK) {
         rc = fail("serve_failed", s);
@@ -160,6 +178,7 @@ int main(int argc, char **argv)
 out:
     spadmin_stop(admin); /* first: /readyz looks at the bus */
     spbus_service_destroy(service);
+    auth_outbox_destroy(svc.outbox); /* before the bus it publishes on */
     spbus_destroy(bus);
     if (svc.db != NULL)
         for (int i = 0; i < svc.workers; i++)

@@ -55,7 +55,8 @@ static sp_status validate_login_or_reply(spbus_req *req, const Sp__Auth__V1__Log
 /* Finds the live user of in->email and checks the password. An unknown email is checked
  * against the dummy hash, so both failures cost one argon2id and answer the same 401. */
 static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
-                                            const Sp__Auth__V1__LoginRequest *in, login_user *u)
+                                            const Sp__Auth__V1__LoginRequest *in, login_user *u,
+                                            const auth_rl *rl)
 {
     auth_svc *svc = spbus_req_user(req);
     sp_arena *a = spbus_req_arena(req);
@@ -82,6 +83,7 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
     if (!ok) {
         sp_log_info(spbus_req_id(req), "login_failed", "known", found ? "true" : "false");
         spadmin_counter_add("sp_auth_logins_total", "result=\"failure\"", 1);
+        auth_ratelimit_failure(req, rl); /* counted before the answer: the next try sees it */
         spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "invalid email or password", NULL);
         return SP_ERR_UNAUTHENTICATED;
     }
@@ -191,19 +193,23 @@ static sp_status sign_and_reply(spbus_req *req, const login_user *u, const char 
 
 /* Login: email and password -> a new session. 400 validation_failed on missing or
  * oversize fields; 401 unauthenticated "invalid email or password", the same answer for an
- * unknown email and a wrong password. */
+ * unknown email and a wrong password; 429 rate_limited past the failure limits, 503 while
+ * their store (Redis) is down (ratelimit.c). */
 static sp_status login(spbus_req *req)
 {
     const Sp__Auth__V1__LoginRequest *in = (const void *)spbus_req_input(req);
     char sid[SPCRYPTO_UUID_LEN];
     char *refresh = NULL;
     login_user u;
+    auth_rl rl;
     spdb *db = NULL;
 
     sp_status s = validate_login_or_reply(req, in);
     if (s == SP_OK) s = auth_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
-    if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u);
+    if (s == SP_OK) s = auth_ratelimit_check_or_reply(req, db, in->email, &rl);
+    if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u, &rl);
+    if (s == SP_OK) auth_ratelimit_success(req, &rl);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
     if (s == SP_OK) s = sign_and_reply(req, &u, sid, refresh);
     if (refresh != NULL) explicit_bzero(refresh, strlen(refresh));

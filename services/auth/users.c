@@ -111,18 +111,51 @@ static sp_status register_user(spbus_req *req)
     return SP_OK;
 }
 
-/* The caller must be an authenticated user; replies 401 unauthenticated otherwise. */
-static sp_status require_user_or_reply(spbus_req *req, const char **user_id)
-{
-    const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
+/* GetMe is the hot path of every token check behind /v1/me: it runs as a statement prepared
+ * once per server session on each worker's connection, so PostgreSQL parses and plans its
+ * join once instead of on every call (that planning was most of PostgreSQL's CPU per request,
+ * bench/results). Per worker: the backend pid the statement was prepared in (0: not yet); a
+ * reconnect gets a new backend, hence a new prepare. */
+#define GET_ME_STMT "auth_get_me"
+#define GET_ME_MAX_WORKERS 64 /* SP_BUS_WORKERS' maximum */
+static int g_get_me_pid[GET_ME_MAX_WORKERS];
 
-    *user_id = NULL;
-    if (ctx == NULL || ctx->user_id == NULL || !spcrypto_uuid_valid(ctx->user_id)) {
-        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "authentication required", NULL);
-        return SP_ERR_UNAUTHENTICATED;
+/* Prepares GET_ME_STMT on 'c' unless it is there already (also when a failed execute made
+ * us forget it: 42P05 duplicate_prepared_statement). */
+static bool prepare_get_me(PGconn *c)
+{
+    PGresult *p = PQprepare(c, GET_ME_STMT, sql_get_me, 1, NULL);
+    const char *state = PQresultErrorField(p, PG_DIAG_SQLSTATE);
+    bool ok = PQresultStatus(p) == PGRES_COMMAND_OK || (state != NULL && strcmp(state, "42P05") == 0);
+    PQclear(p);
+    return ok;
+}
+
+/* Runs sql_get_me for 'user_id' through the prepared statement of this worker's connection;
+ * anything unusual (no connection, a transaction open, a failed prepare or execute) falls
+ * back to spdb_query, which resets a dead connection and maps the errors. */
+static sp_status query_get_me(PGresult **out, spdb *db, int worker, const char *user_id)
+{
+    const char *params[] = {user_id};
+    PGconn *c = spdb_conn(db);
+
+    *out = NULL;
+    if (worker >= 0 && worker < GET_ME_MAX_WORKERS && c != NULL &&
+        PQstatus(c) == CONNECTION_OK && !spdb_in_tx(db)) {
+        int pid = PQbackendPID(c);
+        bool ready = g_get_me_pid[worker] == pid || prepare_get_me(c);
+        if (ready) {
+            g_get_me_pid[worker] = pid;
+            PGresult *res = PQexecPrepared(c, GET_ME_STMT, 1, params, NULL, NULL, 0);
+            if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                *out = res;
+                return SP_OK;
+            }
+            PQclear(res);
+            g_get_me_pid[worker] = 0;
+        }
     }
-    *user_id = ctx->user_id;
-    return SP_OK;
+    return spdb_query(out, db, sql_get_me, 1, params);
 }
 
 /* Replies GetMeReply of the live user 'user_id'; a missing or deleted user replies 401
@@ -130,9 +163,8 @@ static sp_status require_user_or_reply(spbus_req *req, const char **user_id)
 static sp_status select_me_and_reply(spbus_req *req, spdb *db, const char *user_id)
 {
     PGresult *res = NULL;
-    const char *params[] = {user_id};
 
-    sp_status s = spdb_query(&res, db, sql_get_me, 1, params);
+    sp_status s = query_get_me(&res, db, spbus_req_worker(req), user_id);
     if (s != SP_OK) return auth_db_error_reply(req, s, "get_me");
     if (PQntuples(res) != 1) {
         PQclear(res);
@@ -167,7 +199,7 @@ static sp_status get_me(spbus_req *req)
     const char *user_id = NULL;
     spdb *db = NULL;
 
-    sp_status s = require_user_or_reply(req, &user_id);
+    sp_status s = auth_require_user_or_reply(req, &user_id);
     if (s == SP_OK) s = auth_db_or_reply(&db, req);
     if (s == SP_OK) s = select_me_and_reply(req, db, user_id);
     (void)s; /* every step replied, success or not */

@@ -54,6 +54,21 @@ typedef enum {
 gw_match gw_route_match(const gw_route **route, gw_param *params, size_t *nparams,
                         const char *method, const char *path, char *allow, size_t allowlen);
 
+/* ---- the client ip (clientip.c) -------------------------------------------------------- */
+
+/* SP_TRUSTED_PROXIES: the networks whose X-Forwarded-For is believed. */
+typedef struct gw_proxies gw_proxies;
+
+/* Parses a comma-separated list of IPv4 addresses and CIDRs ("10.0.0.1, 10.1.0.0/16"; empty:
+ * none). SP_ERR_VALIDATION_FAILED with 'why' on a bad item. */
+sp_status gw_proxies_parse(gw_proxies **out, const char *list, char *why, size_t whylen);
+void gw_proxies_destroy(gw_proxies *p);
+/* The client ip into out: 'peer' unless it is a trusted proxy with an X-Forwarded-For
+ * ('xff', the header's values joined by commas, or NULL); then the right-most entry that is
+ * not a trusted proxy (the left-most when all are), in canonical form. An entry that is
+ * not an IP address makes the whole header ignored (the peer). */
+void gw_client_ip(char *out, size_t outlen, const gw_proxies *p, const char *peer, const char *xff);
+
 /* ---- process state and the pipeline (http.c) ------------------------------------------- */
 
 typedef struct {
@@ -64,6 +79,7 @@ typedef struct {
     spjwt_keys keys;
     long long max_body;       /* SP_HTTP_MAX_BODY */
     int bus_timeout_ms;       /* SP_BUS_TIMEOUT_MS */
+    gw_proxies *proxies;      /* SP_TRUSTED_PROXIES */
 } gw_state;
 
 /* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
@@ -73,6 +89,10 @@ int gw_http_handle(struct mg_connection *conn);
 void gw_http_thread_exit(void);
 /* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
 bool gw_ready(void *user, char *why, size_t whylen);
+/* SIGTERM: from now on new requests answer 503 (Connection: close) and /readyz 503; waits
+ * up to timeout_ms for the requests being served to finish. Call before mg_stop, which
+ * drops whatever a handler writes once it has begun. False when some were still running. */
+bool gw_http_quiesce(int timeout_ms);
 
 /* ---- the API document and its page (openapi.c) ------------------------------------------ */
 

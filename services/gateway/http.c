@@ -1,10 +1,12 @@
 /* http.c -- the gateway's request pipeline: request id, route, token, body checks, JSON to
  * protobuf, the bus call and the JSON answer, in the order of api.md "Which error wins". */
 #include <civetweb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "gateway.h"
 #include "spadmin.h"
@@ -30,6 +32,7 @@ typedef struct {
     int status;
     char *body;          /* the request body (malloc'd, at most max_body bytes) */
     size_t body_len;
+    int retry_after_s;   /* the service's Retry-After for a 429/503 error (0: the default) */
 } gw_req;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -156,8 +159,10 @@ static sp_status reply_error_fields(gw_req *r, sp_status s, const char *message,
                 if (spjson_get(f, paths[i]) == NULL) cJSON_AddStringToObject(f, paths[i], reasons[i]);
         }
     }
-    if (s == SP_ERR_UNAVAILABLE) add_header(r, "Retry-After", "1");
-    if (s == SP_ERR_RATE_LIMITED) add_header(r, "Retry-After", "60");
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%d", r->retry_after_s);
+    if (s == SP_ERR_UNAVAILABLE) add_header(r, "Retry-After", r->retry_after_s > 0 ? retry : "1");
+    if (s == SP_ERR_RATE_LIMITED) add_header(r, "Retry-After", r->retry_after_s > 0 ? retry : "60");
     respond_json(r, sp_error_http_status(s), root);
     cJSON_Delete(root);
     return s;
@@ -383,6 +388,22 @@ static char *dup_or_null(sp_arena *a, const char *s)
     return s != NULL && s[0] != '\0' ? sp_arena_strdup(a, s) : NULL;
 }
 
+/* The client ip (clientip.c): X-Forwarded-For, every such header joined in order, counts
+ * only from SP_TRUSTED_PROXIES. In the arena; NULL when unknown. */
+static char *client_ip(gw_req *r)
+{
+    char *xff = NULL, ip[64];
+    for (int i = 0; i < r->ri->num_headers; i++) {
+        if (strcasecmp(r->ri->http_headers[i].name, "X-Forwarded-For") != 0) continue;
+        const char *v = r->ri->http_headers[i].value != NULL ? r->ri->http_headers[i].value : "";
+        xff = xff == NULL ? sp_arena_strdup(r->arena, v)
+                          : sp_arena_printf(r->arena, "%s,%s", xff, v);
+        if (xff == NULL) return NULL;
+    }
+    gw_client_ip(ip, sizeof(ip), r->g->proxies, r->ri->remote_addr, xff);
+    return dup_or_null(r->arena, ip);
+}
+
 /* Sends the request on the route's subject and answers the reply: the result with the
  * route's success status, an error reply with its status, 503 when nobody answered. */
 static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMessage *in,
@@ -390,7 +411,7 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
 {
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
     ctx.request_id = r->rid;
-    ctx.ip = dup_or_null(r->arena, r->ri->remote_addr);
+    ctx.ip = client_ip(r);
     const char *ua = mg_get_header(r->conn, "User-Agent");
     if (ua != NULL) ctx.user_agent = sp_arena_strndup(r->arena, ua, strnlen(ua, MAX_USER_AGENT));
     if (claims != NULL) {
@@ -423,6 +444,7 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
     }
     if (err != NULL) {
         if (s == SP_OK) s = SP_ERR_INTERNAL;
+        if (err->has_retry_after_s && err->retry_after_s > 0) r->retry_after_s = err->retry_after_s;
         const char *paths[SPPB_MAX_ERRORS], *reasons[SPPB_MAX_ERRORS];
         size_t n = 0;
         for (size_t i = 0; i < err->n_fields && n < SPPB_MAX_ERRORS; i++) {
@@ -452,6 +474,13 @@ static void serve(gw_req *r)
     gw_param params[GW_MAX_PARAMS];
     size_t np = 0;
     char allow[64];
+    /* CivetWeb keeps the first MG_MAX_HEADERS (64) headers and silently drops the rest, an
+     * Authorization or a Content-Length among them: refuse rather than guess */
+    if (r->ri->num_headers >= MG_MAX_HEADERS) {
+        r->close = true;
+        reply_error(r, SP_ERR_HEADERS_TOO_LARGE, "more than 63 request headers");
+        return;
+    }
     int st = gw_openapi_serve(r->conn, r->ri->request_method, r->ri->local_uri, r->rid, &r->route);
     if (st != 0) {
         r->status = st;
@@ -490,6 +519,21 @@ static bool is_ops_path(const char *p)
            (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0);
 }
 
+/* Shutdown (gw_http_quiesce): requests being served, and whether new ones are refused. */
+static atomic_int g_inflight;
+static atomic_bool g_stopping;
+
+bool gw_http_quiesce(int timeout_ms)
+{
+    atomic_store(&g_stopping, true);
+    for (int waited = 0; atomic_load(&g_inflight) > 0; waited += 10) {
+        if (waited >= timeout_ms) return false;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
 int gw_http_handle(struct mg_connection *conn)
 {
     gw_req r;
@@ -513,7 +557,15 @@ int gw_http_handle(struct mg_connection *conn)
         mg_write(conn, oom, sizeof(oom) - 1);
         return 500;
     }
-    serve(&r);
+    /* in flight before the stop flag is read: gw_http_quiesce waits for exactly these */
+    atomic_fetch_add(&g_inflight, 1);
+    if (atomic_load(&g_stopping)) {
+        r.close = true;
+        reply_error(&r, SP_ERR_UNAVAILABLE, "shutting down");
+    } else {
+        serve(&r);
+    }
+    atomic_fetch_sub(&g_inflight, 1);
 
     double secs = (double)(sp_monotonic_us() - t0) / 1e6;
     char labels[256], status[8], us[24];
@@ -535,6 +587,10 @@ int gw_http_handle(struct mg_connection *conn)
 bool gw_ready(void *user, char *why, size_t whylen)
 {
     gw_state *g = user;
+    if (atomic_load(&g_stopping)) {
+        snprintf(why, whylen, "shutting down");
+        return false;
+    }
     bool nats = spbus_connected(g->bus);
     pthread_mutex_lock(&g->redis_mu);
     bool redis = spredis_ping(g->redis);

@@ -27,6 +27,8 @@ static const sp_cfg_item config[] = {
     {"SP_JWT_ISSUER", SP_CFG_STR, "smartpark", 1, 256, "required 'iss' of access tokens"},
     {"SP_JWT_AUDIENCE", SP_CFG_STR, "smartpark-api", 1, 256, "required 'aud' of access tokens"},
     {"SP_SHUTDOWN_S", SP_CFG_INT, "10", 1, 300, "seconds allowed to finish open work on SIGTERM"},
+    {"SP_TRUSTED_PROXIES", SP_CFG_STR, "", 0, 4096,
+     "IPv4 addresses/CIDRs whose X-Forwarded-For is believed, comma-separated"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
@@ -110,6 +112,12 @@ int main(int argc, char **argv)
     g.redis_url = sp_config_str(cfg, "SP_REDIS_URL");
     g.max_body = sp_config_int(cfg, "SP_HTTP_MAX_BODY");
     g.bus_timeout_ms = (int)sp_config_int(cfg, "SP_BUS_TIMEOUT_MS");
+    if (gw_proxies_parse(&g.proxies, sp_config_str(cfg, "SP_TRUSTED_PROXIES"), err, sizeof(err)) !=
+        SP_OK) {
+        fprintf(stderr, "gateway: %s\n", err);
+        sp_config_destroy(cfg);
+        return 2;
+    }
     int shutdown_s = (int)sp_config_int(cfg, "SP_SHUTDOWN_S");
 
     int rc = 1;
@@ -149,7 +157,11 @@ int main(int argc, char **argv)
     /* Whatever hangs, the process ends within SP_SHUTDOWN_S (SIGALRM's default action). */
     alarm((unsigned)shutdown_s);
     int64_t t0 = sp_monotonic_us();
-    mg_stop(http); /* stops accepting, waits for the requests being answered */
+    /* CivetWeb drops what a handler writes once mg_stop has begun: let the requests in
+     * flight answer first (new ones get 503), leaving time for the drain below */
+    if (!gw_http_quiesce(shutdown_s > 2 ? (shutdown_s - 2) * 1000 : 500))
+        sp_log_warn(NULL, "requests_still_running_at_stop");
+    mg_stop(http); /* stops accepting, closes the connections */
     http = NULL;
     int left_ms = shutdown_s * 1000 - (int)((sp_monotonic_us() - t0) / 1000) - 500;
     spbus_drain(g.bus, left_ms > 100 ? left_ms : 100);
@@ -162,6 +174,7 @@ out:
     spbus_destroy(g.bus);
     mg_exit_library();
     pthread_mutex_destroy(&g.redis_mu);
+    gw_proxies_destroy(g.proxies);
     sp_log_info(NULL, "stopped");
     sp_config_destroy(cfg);
     return rc;

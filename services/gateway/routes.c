@@ -20,6 +20,13 @@ static const gw_route routes[] = {
      &sp__auth__v1__logout_reply__descriptor, GW_BODY, 204},
     {"GET", "/v1/me", "sp.auth.v1.GetMe", &sp__auth__v1__get_me_request__descriptor,
      &sp__auth__v1__get_me_reply__descriptor, GW_AUTH, 200},
+    {"PATCH", "/v1/me", "sp.auth.v1.UpdateMe", &sp__auth__v1__update_me_request__descriptor,
+     &sp__auth__v1__get_me_reply__descriptor, GW_AUTH | GW_BODY, 200},
+    {"POST", "/v1/me/password", "sp.auth.v1.ChangePassword",
+     &sp__auth__v1__change_password_request__descriptor,
+     &sp__auth__v1__change_password_reply__descriptor, GW_AUTH | GW_BODY, 204},
+    {"DELETE", "/v1/me", "sp.auth.v1.DeleteMe", &sp__auth__v1__delete_me_request__descriptor,
+     &sp__auth__v1__delete_me_reply__descriptor, GW_AUTH, 204},
 };
 
 const gw_route *gw_routes(size_t *n)

@@ -515,6 +515,77 @@ START_TEST(malformed_envelope_is_bad_request)
 }
 END_TEST
 
+/* A stream of its own for each test: the suite's nats-server has JetStream. */
+static void add_stream(natsConnection *nc, const char *name, const char *subject)
+{
+    jsCtx *js = NULL;
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[] = {subject};
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_MemoryStorage;
+    ck_assert_int_eq(js_AddStream(&si, js, &cfg, NULL, &jerr), NATS_OK);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+}
+
+static uint64_t stream_msgs(natsConnection *nc, const char *name)
+{
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    ck_assert_int_eq(js_GetStreamInfo(&si, js, name, NULL, &jerr), NATS_OK);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    return n;
+}
+
+START_TEST(js_publish_is_acked_and_deduplicated_by_msg_id)
+{
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_JS_DEDUP", "t.js.dedup.>");
+    spbus *b = bus_to(g_env->nats_url, 1);
+    ck_assert_int_eq(spbus_js_publish(b, "t.js.dedup.a", "one", 3, "id-1", 2000), SP_OK);
+    ck_assert_int_eq(spbus_js_publish(b, "t.js.dedup.a", "one", 3, "id-1", 2000), SP_OK);
+    ck_assert_int_eq(spbus_js_publish(b, "t.js.dedup.a", "two", 3, "id-2", 2000), SP_OK);
+    ck_assert_int_eq(stream_msgs(nc, "T_JS_DEDUP"), 2);
+
+    /* the stored message carries the id as Nats-Msg-Id */
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    const char *id = NULL;
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    ck_assert_int_eq(js_GetLastMsg(&m, js, "T_JS_DEDUP", "t.js.dedup.a", NULL, &jerr), NATS_OK);
+    ck_assert_int_eq(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
+    ck_assert_str_eq(id, "id-2");
+    ck_assert_int_eq(natsMsg_GetDataLength(m), 3);
+    ck_assert_int_eq(memcmp(natsMsg_GetData(m), "two", 3), 0);
+    natsMsg_Destroy(m);
+    jsCtx_Destroy(js);
+    spbus_destroy(b);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(js_publish_without_a_stream_is_unavailable_quickly)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    int64_t t0 = sp_monotonic_us();
+    ck_assert_int_eq(spbus_js_publish(b, "t.js.nostream", "x", 1, "id-x", 1000),
+                     SP_ERR_UNAVAILABLE);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 1500 * 1000);
+    spbus_destroy(b);
+}
+END_TEST
+
 START_TEST(survives_nats_kill_and_restart)
 {
     sptest_env *e = sptest_start("spbus-restart", SPTEST_NATS_NOAUTH);
@@ -590,6 +661,8 @@ int main(void)
     tcase_add_test(tc, drain_finishes_running_handlers);
     tcase_add_test(tc, publish_reaches_subscribers);
     tcase_add_test(tc, replies_use_the_private_inbox_prefix);
+    tcase_add_test(tc, js_publish_is_acked_and_deduplicated_by_msg_id);
+    tcase_add_test(tc, js_publish_without_a_stream_is_unavailable_quickly);
     tcase_add_test(tc, survives_nats_kill_and_restart);
     tcase_add_test(tc, connects_before_the_server_exists);
     suite_add_tcase(s, tc);

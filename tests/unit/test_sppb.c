@@ -423,7 +423,8 @@ START_TEST(round_trips_error_with_nested_repeated)
     const char *text = to(&e);
     ck_assert_str_eq(text, "{\"code\":\"validation_failed\",\"message\":null,\"fields\":["
                            "{\"path\":\"email\",\"reason\":\"already registered\"},"
-                           "{\"path\":\"items[3].status\",\"reason\":\"must be a string\"}]}");
+                           "{\"path\":\"items[3].status\",\"reason\":\"must be a string\"}],"
+                     "\"retryAfterS\":null}");
     ck_assert_int_eq(from(text, &sp__v1__error__descriptor, SPPB_STRICT, &back), SP_OK);
     ck_assert_uint_eq(back->n_fields, 2);
     ck_assert_str_eq(back->fields[1]->path, "items[3].status");
@@ -436,7 +437,7 @@ START_TEST(writes_empty_repeated_as_empty_array)
     Sp__V1__Error e = SP__V1__ERROR__INIT;
     e.code = "internal";
     e.message = "boom";
-    ck_assert_str_eq(to(&e), "{\"code\":\"internal\",\"message\":\"boom\",\"fields\":[]}");
+    ck_assert_str_eq(to(&e), "{\"code\":\"internal\",\"message\":\"boom\",\"fields\":[],\"retryAfterS\":null}");
 }
 END_TEST
 
@@ -484,7 +485,8 @@ START_TEST(oneof_writes_only_the_chosen_member)
     e.code = "not_found";
     r.result_case = SP__V1__REPLY__RESULT_ERROR;
     r.error = &e;
-    ck_assert_str_eq(to(&r), "{\"error\":{\"code\":\"not_found\",\"message\":null,\"fields\":[]}}");
+    ck_assert_str_eq(to(&r), "{\"error\":{\"code\":\"not_found\",\"message\":null,\"fields\":[],"
+                     "\"retryAfterS\":null}}");
     r.result_case = SP__V1__REPLY__RESULT_PAYLOAD;
     r.payload.data = (uint8_t *)"\xfb\xff";
     r.payload.len = 2;

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# run.sh -- `make bench`: the authenticated request path (GET /v1/me through the gateway,
+# JWT, the revocation check, NATS, auth, PostgreSQL) against its ceiling, a minimal CivetWeb
+# handler answering the same bytes (bench_minimal), in one run on this machine. Writes
+# bench/results/<date>.json, <date>.md and latest.md. Stops everything it started.
+#
+# environment: BENCH_DURATION (15s), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
+#   BENCH_NOTE (a "what changed" line written into the Markdown), BENCH_BUILD (build/bench),
+#   BENCH_SKIP_BUILD=1 (use the binaries already built there), BENCH_PERF=1 (perf record of
+#   gateway, auth and nats-server during the gateway run into build/bench/var/perf.data),
+#   SP_BENCH_NATS_PORT (14222), SP_BENCH_PG_PORT (55442), SP_BENCH_REDIS_PORT (56389),
+#   SP_BENCH_HTTP_PORT (18080), SP_BENCH_MINIMAL_PORT (18090).
+# The stack's admin ports are tools/dev/stack.sh's fixed 9100 (gateway) and 9101 (auth).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BUILD=${BENCH_BUILD:-build/bench}
+DURATION=${BENCH_DURATION:-15s}
+CONNS=${BENCH_CONNECTIONS:-64}
+WRK_THREADS=${BENCH_THREADS:-2}
+NATS_PORT=${SP_BENCH_NATS_PORT:-14222}
+PG_PORT=${SP_BENCH_PG_PORT:-55442}
+REDIS_PORT=${SP_BENCH_REDIS_PORT:-56389}
+HTTP_PORT=${SP_BENCH_HTTP_PORT:-18080}
+MIN_PORT=${SP_BENCH_MINIMAL_PORT:-18090}
+HTTP_THREADS=128 # the gateway's SP_HTTP_THREADS default; the minimal handler gets the same
+VAR=$ROOT/$BUILD/var
+RESULTS=$ROOT/bench/results
+# the bars of this figure (task: >= 0.2 of the minimal handler's req/s, p99 <= 20 ms)
+MIN_RATIO=0.2
+MAX_P99_MS=20
+
+say() { printf 'bench: %s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---- bench-only packages, installed when missing (like tools/dev/deps.sh) ------------------
+BENCH_PKGS=(wrk)
+missing=()
+for p in "${BENCH_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+tools/dev/deps.sh
+
+# ---- release build -----------------------------------------------------------------------------
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+  say "BENCH_SKIP_BUILD=1: using the binaries already in $BUILD"
+else
+  say "building $BUILD (RelWithDebInfo)"
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_TESTS=OFF -DSP_BENCH=ON >/dev/null
+  cmake --build "$BUILD" --target gateway auth spctl bench_minimal -j "${BENCH_JOBS:-2}" >/dev/null
+fi
+for b in gateway auth spctl bench_minimal; do
+  [ -x "$BUILD/$b" ] || die "$BUILD/$b is not built"
+done
+
+# ---- cleanup -----------------------------------------------------------------------------------
+STACK_PID=""
+MIN_PID=""
+cleanup() {
+  set +e
+  if [ -n "$MIN_PID" ] && kill -0 "$MIN_PID" 2>/dev/null; then
+    kill -TERM "$MIN_PID"; wait "$MIN_PID" 2>/dev/null
+  fi
+  if [ -n "$STACK_PID" ] && kill -0 "$STACK_PID" 2>/dev/null; then
+    say "stopping the stack"
+    kill -TERM "$STACK_PID"; wait "$STACK_PID" 2>/dev/null
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in 9100 9101; do
+  port_taken "$p" && die "admin port $p is taken (a stack running?): stop it first"
+done
+# the first free port from the given one up (test suites may hold the defaults)
+free_from() {
+  local p=$1
+  while port_taken "$p" || ss -tanH "sport = :$p" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+  echo "$p"
+}
+NATS_PORT=$(free_from "$NATS_PORT")
+PG_PORT=$(free_from "$PG_PORT")
+REDIS_PORT=$(free_from "$REDIS_PORT")
+HTTP_PORT=$(free_from "$HTTP_PORT")
+MIN_PORT=$(free_from "$MIN_PORT")
+
+# ---- the stack: gateway and auth only (the binaries built in $BUILD) ----------------------------
+mkdir -p "$VAR"
+say "starting the stack (log: $VAR/stack.log)"
+SP_VAR_DIR=$VAR SP_NATS_PORT=$NATS_PORT SP_PG_PORT=$PG_PORT SP_REDIS_PORT=$REDIS_PORT \
+  SP_HTTP_PORT=$HTTP_PORT setsid tools/dev/stack.sh "$BUILD" >"$VAR/stack.log" 2>&1 </dev/null &
+STACK_PID=$!
+deadline=$((SECONDS + 120))
+until grep -q 'SmartPark is running' "$VAR/stack.log" 2>/dev/null; do
+  kill -0 "$STACK_PID" 2>/dev/null || { tail -n 30 "$VAR/stack.log" >&2; die "the stack did not start"; }
+  [ $SECONDS -ge $deadline ] && die "the stack did not start within 120 s: see $VAR/stack.log"
+  sleep 0.5
+done
+
+BASE=http://127.0.0.1:$HTTP_PORT
+EMAIL="bench-$(date +%s)-$$@bench.local"
+PASSWORD="bench-password-$$"
+curl -sf -o /dev/null -H 'Content-Type: application/json' \
+  -d "{\"name\":\"Bench User\",\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" \
+  "$BASE/v1/auth/register" || die "register failed"
+TOKEN=$(curl -sf -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/v1/auth/login" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])') || die "login failed"
+AUTH="Authorization: Bearer $TOKEN"
+
+# the minimal handler answers the very body the gateway answers
+BODY=$VAR/me.json
+curl -sf -H "$AUTH" "$BASE/v1/me" >"$BODY" || die "GET /v1/me failed"
+say "GET /v1/me answers $(wc -c <"$BODY") bytes of body"
+"$BUILD/bench_minimal" "127.0.0.1:$MIN_PORT" "$BODY" "$HTTP_THREADS" >"$VAR/minimal.log" 2>&1 &
+MIN_PID=$!
+deadline=$((SECONDS + 10))
+until port_taken "$MIN_PORT"; do
+  [ $SECONDS -ge $deadline ] && die "bench_minimal did not listen"
+  sleep 0.1
+done
+
+# CPU seconds (user+system) of the process listening on a port, "" when none
+pid_on_port() { ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2; }
+cpu_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# the same for PostgreSQL: the postmaster and its backends
+pg_ticks() {
+  local t=0 f
+  for f in /proc/[0-9]*/stat; do
+    t=$((t + $(awk -v pm="$PG_PID" '$4 == pm || $1 == pm {print $14 + $15; next} {print 0}' "$f" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# context switches (voluntary and not) of every thread of a process
+ctx_switches() {
+  [ -n "$1" ] || { echo 0; return; }
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^(non)?voluntary_ctxt_switches/ {n += $2} END {print n + 0}'
+}
+GW_PID=$(pid_on_port "$HTTP_PORT")
+AUTH_PID=$(pid_on_port 9101)
+NATS_PID=$(pid_on_port "$NATS_PORT")
+REDIS_PID=$(pid_on_port "$REDIS_PORT")
+PG_PID=$(pid_on_port "$PG_PORT")
+HZ=$(getconf CLK_TCK)
+
+# run NAME URL: wrk with --latency, its output kept in $VAR/wrk-NAME.txt
+run() {
+  local name=$1 url=$2
+  say "warming up $name"
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d3s -H "$AUTH" "$url" >/dev/null
+  say "wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency $url"
+  local before=() after=() p cs_before=() cs_after=()
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID"; do before+=("$(cpu_ticks "$p")"); done
+  before+=("$(pg_ticks)")
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID"; do cs_before+=("$(ctx_switches "$p")"); done
+  local perf_pid=""
+  if [ "${BENCH_PERF:-0}" = 1 ] && [ "$name" = gateway ] && command -v perf >/dev/null; then
+    # a CPU profile of gateway, auth and nats-server (perf report -i $VAR/perf.data)
+    perf record -q -e cpu-clock -g -p "$GW_PID,$AUTH_PID,$NATS_PID" -o "$VAR/perf.data" \
+      -- sleep 8 >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency -H "$AUTH" "$url" >"$VAR/wrk-$name.txt"
+  [ -n "$perf_pid" ] && wait "$perf_pid"
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID"; do after+=("$(cpu_ticks "$p")"); done
+  after+=("$(pg_ticks)")
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID"; do cs_after+=("$(ctx_switches "$p")"); done
+  local cpu=() cs=()
+  for i in 0 1 2 3 4 5; do cpu+=($(( ${after[$i]} - ${before[$i]} ))); done
+  for i in 0 1 2 3; do cs+=($(( ${cs_after[$i]} - ${cs_before[$i]} ))); done
+  echo "cpu_ticks gateway=${cpu[0]} auth=${cpu[1]} nats=${cpu[2]} redis=${cpu[3]} minimal=${cpu[4]} postgres=${cpu[5]} hz=$HZ" \
+    >>"$VAR/wrk-$name.txt"
+  echo "ctx_switches gateway=${cs[0]} auth=${cs[1]} nats=${cs[2]} minimal=${cs[3]}" >>"$VAR/wrk-$name.txt"
+  cat "$VAR/wrk-$name.txt"
+}
+run gateway "$BASE/v1/me"
+run minimal "http://127.0.0.1:$MIN_PORT/v1/me"
+
+# the gateway's own view: bus round trip and request durations
+curl -s "http://127.0.0.1:9100/metrics" >"$VAR/gateway-metrics.txt" || true
+curl -s "http://127.0.0.1:9101/metrics" >"$VAR/auth-metrics.txt" || true
+
+# ---- results -----------------------------------------------------------------------------------
+mkdir -p "$RESULTS"
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+python3 - "$VAR" "$RESULTS" "$STAMP" "$MIN_RATIO" "$MAX_P99_MS" "${BENCH_NOTE:-}" \
+  "$DURATION" "$CONNS" "$WRK_THREADS" <<'EOF'
+import json, os, platform, re, sys
+var, out, stamp, min_ratio, max_p99, note, duration, conns, threads = sys.argv[1:]
+min_ratio, max_p99 = float(min_ratio), float(max_p99)
+
+def ms(v):
+    m = re.fullmatch(r'([\d.]+)(us|ms|s|m)', v)
+    f = float(m.group(1))
+    return {'us': f / 1000, 'ms': f, 's': f * 1000, 'm': f * 60000}[m.group(2)]
+
+def parse(name):
+    t = open(os.path.join(var, f'wrk-{name}.txt')).read()
+    r = {'path': name}
+    r['rps'] = float(re.search(r'Requests/sec:\s+([\d.]+)', t).group(1))
+    r['requests'] = int(re.search(r'(\d+) requests in', t).group(1))
+    for q in ('50', '75', '90', '99'):
+        r[f'p{q}_ms'] = round(ms(re.search(rf'^\s+{q}(?:\.000)?%\s+(\S+)', t, re.M).group(1)), 3)
+    m = re.search(r'Non-2xx or 3xx responses:\s+(\d+)', t)
+    r['non_2xx'] = int(m.group(1)) if m else 0
+    m = re.search(r'Socket errors:.*', t)
+    r['socket_errors'] = m.group(0) if m else ''
+    c = dict(kv.split('=') for kv in re.search(r'cpu_ticks (.*)', t).group(1).split())
+    hz = int(c.pop('hz'))
+    r['cpu_us_per_request'] = {k: round(int(v) / hz * 1e6 / max(r['requests'], 1), 1)
+                               for k, v in c.items() if int(v) > 1}
+    r['cpu_us_per_request_total'] = round(sum(r['cpu_us_per_request'].values()), 1)
+    c = dict(kv.split('=') for kv in re.search(r'ctx_switches (.*)', t).group(1).split())
+    r['ctx_switches_per_request'] = {k: round(int(v) / max(r['requests'], 1), 2)
+                                     for k, v in c.items() if int(v) > 100}
+    return r
+
+gw, mn = parse('gateway'), parse('minimal')
+gw['ratio'] = round(gw['rps'] / mn['rps'], 3)
+mn['ratio'] = 1.0
+ok = gw['ratio'] >= min_ratio and gw['p99_ms'] <= max_p99 and gw['non_2xx'] == 0
+res = {
+    'date': stamp, 'host': platform.node(), 'cpus': os.cpu_count(),
+    'wrk': f'-t{threads} -c{conns} -d{duration} --latency',
+    'note': note,
+    'targets': {'min_ratio': min_ratio, 'max_p99_ms': max_p99, 'met': ok},
+    'results': [gw, mn],
+}
+with open(os.path.join(out, f'{stamp}.json'), 'w') as f:
+    json.dump(res, f, indent=2)
+    f.write('\n')
+
+def cpu(r):
+    return (f"{r['cpu_us_per_request_total']:.0f} (" +
+            ', '.join(f'{k} {v:.0f}' for k, v in r['cpu_us_per_request'].items()) + ')')
+
+def cs(r):
+    return ', '.join(f'{k} {v:.1f}' for k, v in r['ctx_switches_per_request'].items())
+
+md = [f'# Benchmark {stamp}', '',
+      f'wrk {res["wrk"]} on {res["cpus"]} CPUs ({res["host"]}); '
+      f'targets: ratio >= {min_ratio}, p99 <= {max_p99:g} ms: '
+      f'**{"met" if ok else "NOT met"}**.', '']
+if note:
+    md += [f'What changed: {note}', '']
+md += ['| path | req/s | p50 ms | p99 ms | ratio to minimal | CPU us/request | context switches/request |',
+       '|---|---:|---:|---:|---:|---|---|']
+names = {'gateway': 'GET /v1/me via gateway (JWT, Redis, NATS, auth, PostgreSQL)',
+         'minimal': 'minimal CivetWeb handler, same bytes'}
+for r in (gw, mn):
+    md.append(f'| {names[r["path"]]} | {r["rps"]:.0f} | {r["p50_ms"]:.2f} | {r["p99_ms"]:.2f} '
+              f'| {r["ratio"]:.3f} | {cpu(r)} | {cs(r)} |')
+if gw['non_2xx'] or mn['non_2xx']:
+    md += ['', f'Non-2xx answers: gateway {gw["non_2xx"]}, minimal {mn["non_2xx"]}: the run is invalid.']
+text = '\n'.join(md) + '\n'
+for name in (f'{stamp}.md', 'latest.md'):
+    with open(os.path.join(out, name), 'w') as f:
+        f.write(text)
+print(text)
+EOF
+say "results: bench/results/$STAMP.json, bench/results/$STAMP.md, bench/results/latest.md"

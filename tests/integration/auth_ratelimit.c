@@ -1,0 +1,448 @@
+/* auth_ratelimit.c -- login rate limits end to end (api.md, "Auth and profile"): failures
+ * per account and per client ip counted in Redis, 429 with Retry-After without checking the
+ * password, a success clearing the account's count, X-Forwarded-For believed only from
+ * SP_TRUSTED_PROXIES (right-most untrusted entry; garbage ignored), and 503 while Redis is
+ * down. Auth runs with small limits (3 per account, 8 per ip per 45 s); the gateway trusts
+ * 127.0.0.1 and 127.0.1.0/24, and the test picks its source address among 127/8 to be a
+ * trusted proxy or not. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "spcrypto.h"
+#include "sptest.h"
+
+#define FAILS_PER_ACCOUNT 3
+#define FAILS_PER_IP 8
+#define ACCOUNT_WINDOW_S 900
+#define IP_WINDOW_S 45 /* not the gateway's default Retry-After (60): it must come from Redis */
+#define PASSWORD "right-password-1"
+
+static sptest_env *E;
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static void unique_email(char *buf, size_t len, const char *tag)
+{
+    static unsigned n;
+    uint8_t r[4];
+    char hex[9];
+    spcrypto_random(r, sizeof(r));
+    spcrypto_hex(hex, r, sizeof(r));
+    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), ++n, hex);
+}
+
+/* A client address no other test uses: 10.<random>.<random>.<n>. */
+static void fresh_ip(char *buf, size_t len)
+{
+    static unsigned n;
+    uint8_t r[2];
+    spcrypto_random(r, sizeof(r));
+    snprintf(buf, len, "10.%u.%u.%u", r[0], r[1], (++n % 250) + 1);
+}
+
+typedef struct {
+    long status;
+    long retry_after; /* -1 when absent */
+    char code[64];    /* error.code, or "" */
+    double seconds;
+} attempt_res;
+
+static size_t on_body(char *p, size_t size, size_t n, void *user)
+{
+    char **buf = user;
+    size_t old = *buf != NULL ? strlen(*buf) : 0, add = size * n;
+    char *nb = realloc(*buf, old + add + 1);
+    ck_assert_ptr_nonnull(nb);
+    memcpy(nb + old, p, add);
+    nb[old + add] = '\0';
+    *buf = nb;
+    return add;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *user)
+{
+    attempt_res *res = user;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
+        res->retry_after = strtol(p + 12, NULL, 10);
+    return len;
+}
+
+/* POST /v1/auth/login {email,password} from source address 'src' (NULL: the default,
+ * 127.0.0.1) with 'xff' as X-Forwarded-For (NULL: none). */
+static attempt_res login_from(const char *src, const char *xff, const char *email,
+                              const char *password)
+{
+    attempt_res res = {.status = 0, .retry_after = -1, .code = ""};
+    char url[256], xh[512];
+    char *body = NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "email", email);
+    cJSON_AddStringToObject(o, "password", password);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (xff != NULL) {
+        snprintf(xh, sizeof(xh), "X-Forwarded-For: %s", xff);
+        h = curl_slist_append(h, xh);
+    }
+    snprintf(url, sizeof(url), "%s/v1/auth/login", E->base_url);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &res);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
+    if (src != NULL) curl_easy_setopt(c, CURLOPT_INTERFACE, src);
+    CURLcode rc = curl_easy_perform(c);
+    ck_assert_msg(rc == CURLE_OK, "login %s: %s", email, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &res.seconds);
+    cJSON *j = body != NULL ? cJSON_Parse(body) : NULL;
+    const cJSON *code =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
+    if (cJSON_IsString(code)) snprintf(res.code, sizeof(res.code), "%s", code->valuestring);
+    cJSON_Delete(j);
+    free(body);
+    free(json);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return res;
+}
+
+static attempt_res login_xff(const char *xff, const char *email, const char *password)
+{
+    return login_from(NULL, xff, email, password);
+}
+
+static void must_register(const char *email)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", "Rate Limited");
+    cJSON_AddStringToObject(o, "email", email);
+    cJSON_AddStringToObject(o, "password", PASSWORD);
+    char *b = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    sptest_resp *r = sptest_json(E, "POST", "/v1/auth/register", NULL, b);
+    ck_assert_msg(r->status == 201, "register %s: %ld %s", email, r->status, r->body);
+    sptest_resp_free(r);
+    free(b);
+}
+
+static void assert_401(attempt_res r, const char *what)
+{
+    ck_assert_msg(r.status == 401 && strcmp(r.code, "unauthenticated") == 0,
+                  "%s: want 401, got %ld %s", what, r.status, r.code);
+}
+
+/* 429 rate_limited with a Retry-After of what is left of a window of max_s seconds that
+ * began during this test (a test takes well under 30 s). */
+static void assert_429(attempt_res r, long max_s, const char *what)
+{
+    ck_assert_msg(r.status == 429 && strcmp(r.code, "rate_limited") == 0,
+                  "%s: want 429, got %ld %s", what, r.status, r.code);
+    ck_assert_msg(r.retry_after > max_s - 30 && r.retry_after <= max_s,
+                  "%s: Retry-After %ld (window %ld)", what, r.retry_after, max_s);
+}
+
+/* 'n' wrong passwords for 'email' from X-Forwarded-For 'ip', each answered 401. */
+static void fail_n(const char *ip, const char *email, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_401(login_xff(ip, email, "wrong-password"), email);
+}
+
+/* One inline command to the stack's Redis; the first line of its answer ("+PONG", ":1",
+ * "*0") into out. */
+static void redis_line(const char *cmd, char *out, size_t len)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E->redis_port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s\r\n", cmd);
+    ck_assert_int_eq(write(fd, line, (size_t)n), n);
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t k = read(fd, out + got, 1);
+        if (k <= 0 || out[got] == '\n') break;
+        got++;
+    }
+    out[got] = '\0';
+    out[strcspn(out, "\r")] = '\0';
+    close(fd);
+}
+
+/* ---- per account ----------------------------------------------------------------------- */
+
+START_TEST(account_key_is_a_digest_of_the_lower_cased_email)
+{
+    char email[128], mixed[128], ip[32], cmd[256], out[64], hex[65];
+    uint8_t digest[32];
+    unique_email(email, sizeof(email), "digest");
+    snprintf(mixed, sizeof(mixed), "DiGeSt%s", email + 6);
+    fresh_ip(ip, sizeof(ip));
+    assert_401(login_xff(ip, mixed, "wrong-password"), mixed);
+
+    spcrypto_sha256(digest, email, strlen(email));
+    spcrypto_hex(hex, digest, sizeof(digest));
+    snprintf(cmd, sizeof(cmd), "TTL sp:login:fail:acct:%s", hex);
+    redis_line(cmd, out, sizeof(out));
+    long ttl = out[0] == ':' ? strtol(out + 1, NULL, 10) : -100;
+    ck_assert_msg(ttl > ACCOUNT_WINDOW_S - 30 && ttl <= ACCOUNT_WINDOW_S, "%s -> %s", cmd, out);
+    snprintf(cmd, sizeof(cmd), "TTL sp:login:fail:ip:%s", ip);
+    redis_line(cmd, out, sizeof(out));
+    ttl = out[0] == ':' ? strtol(out + 1, NULL, 10) : -100;
+    ck_assert_msg(ttl > IP_WINDOW_S - 30 && ttl <= IP_WINDOW_S, "%s -> %s", cmd, out);
+    redis_line("KEYS *@*", out, sizeof(out)); /* no email anywhere in a key */
+    ck_assert_str_eq(out, "*0");
+}
+END_TEST
+
+START_TEST(account_limit_refuses_even_the_right_password)
+{
+    char email[128], ip[32], other_ip[32];
+    unique_email(email, sizeof(email), "acct");
+    fresh_ip(ip, sizeof(ip));
+    fresh_ip(other_ip, sizeof(other_ip));
+    must_register(email);
+    fail_n(ip, email, FAILS_PER_ACCOUNT);
+
+    /* not checked while limited: the right password gets the same 429 */
+    assert_429(login_xff(ip, email, PASSWORD), ACCOUNT_WINDOW_S, "right password, same ip");
+    /* the count is the account's, whatever the ip */
+    assert_429(login_xff(other_ip, email, PASSWORD), ACCOUNT_WINDOW_S, "right password, other ip");
+}
+END_TEST
+
+START_TEST(unknown_email_is_limited_the_same_in_any_case)
+{
+    char email[128], upper[128], ip[32];
+    unique_email(email, sizeof(email), "nobody");
+    fresh_ip(ip, sizeof(ip));
+    fail_n(ip, email, FAILS_PER_ACCOUNT);
+
+    assert_429(login_xff(ip, email, "wrong-password"), ACCOUNT_WINDOW_S, "unknown email");
+    snprintf(upper, sizeof(upper), "%s", email);
+    for (char *c = upper; *c; c++)
+        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    assert_429(login_xff(ip, upper, "wrong-password"), ACCOUNT_WINDOW_S,
+               "unknown email, upper case");
+}
+END_TEST
+
+START_TEST(another_account_from_another_ip_still_logs_in)
+{
+    char locked[128], other[128], ip[32], other_ip[32];
+    unique_email(locked, sizeof(locked), "locked");
+    unique_email(other, sizeof(other), "free");
+    fresh_ip(ip, sizeof(ip));
+    fresh_ip(other_ip, sizeof(other_ip));
+    must_register(locked);
+    must_register(other);
+    fail_n(ip, locked, FAILS_PER_ACCOUNT);
+    assert_429(login_xff(ip, locked, PASSWORD), ACCOUNT_WINDOW_S, "locked account");
+
+    attempt_res r = login_xff(other_ip, other, PASSWORD);
+    ck_assert_msg(r.status == 200, "other account: %ld %s", r.status, r.code);
+}
+END_TEST
+
+START_TEST(success_before_the_limit_clears_the_account_count)
+{
+    char email[128], ip[32];
+    unique_email(email, sizeof(email), "clear");
+    fresh_ip(ip, sizeof(ip));
+    must_register(email);
+    fail_n(ip, email, FAILS_PER_ACCOUNT - 1);
+    attempt_res r = login_xff(ip, email, PASSWORD);
+    ck_assert_msg(r.status == 200, "login before the limit: %ld %s", r.status, r.code);
+
+    /* a whole new allowance: without the clear the first of these would be refused */
+    fail_n(ip, email, FAILS_PER_ACCOUNT);
+    assert_429(login_xff(ip, email, PASSWORD), ACCOUNT_WINDOW_S, "after a new series");
+}
+END_TEST
+
+/* ---- per client ip --------------------------------------------------------------------- */
+
+START_TEST(ip_limit_spans_emails_and_spares_other_ips)
+{
+    char email[128], ip[32], other_ip[32], known[128];
+    fresh_ip(ip, sizeof(ip));
+    fresh_ip(other_ip, sizeof(other_ip));
+    unique_email(known, sizeof(known), "ipknown");
+    must_register(known);
+    for (int i = 0; i < FAILS_PER_IP; i++) {
+        unique_email(email, sizeof(email), "spray");
+        assert_401(login_xff(ip, email, "wrong-password"), email);
+    }
+
+    unique_email(email, sizeof(email), "spray");
+    assert_429(login_xff(ip, email, "wrong-password"), IP_WINDOW_S, "new email, same ip");
+    assert_429(login_xff(ip, known, PASSWORD), IP_WINDOW_S, "right password, same ip");
+    attempt_res r = login_xff(other_ip, known, PASSWORD);
+    ck_assert_msg(r.status == 200, "other ip: %ld %s", r.status, r.code);
+    assert_401(login_xff(other_ip, email, "wrong-password"), "other ip, unknown email");
+}
+END_TEST
+
+/* Each proxy appends what it saw: the entries left of the last untrusted one are the
+ * client's to forge, and trusted hops on the right are skipped. */
+START_TEST(xff_counts_the_rightmost_untrusted_address)
+{
+    char email[128], ip[32], forged[32], xff[128];
+    fresh_ip(ip, sizeof(ip));
+    for (int i = 0; i < FAILS_PER_IP; i++) {
+        unique_email(email, sizeof(email), "forge");
+        fresh_ip(forged, sizeof(forged));
+        snprintf(xff, sizeof(xff), "%s, %s", forged, ip);
+        assert_401(login_xff(xff, email, "wrong-password"), xff);
+    }
+
+    unique_email(email, sizeof(email), "forge");
+    assert_429(login_xff(ip, email, "wrong-password"), IP_WINDOW_S, "the real client ip alone");
+    snprintf(xff, sizeof(xff), "%s, 127.0.1.9", ip); /* a trusted hop behind the client */
+    assert_429(login_xff(xff, email, "wrong-password"), IP_WINDOW_S, "behind a trusted hop");
+}
+END_TEST
+
+START_TEST(xff_from_an_untrusted_peer_is_ignored)
+{
+    char email[128], xff[32], ip[32];
+    /* 127.0.0.2 is not in SP_TRUSTED_PROXIES: its X-Forwarded-For is the client's own claim */
+    for (int i = 0; i < FAILS_PER_IP; i++) {
+        unique_email(email, sizeof(email), "untrusted");
+        fresh_ip(xff, sizeof(xff));
+        assert_401(login_from("127.0.0.2", xff, email, "wrong-password"), xff);
+    }
+
+    unique_email(email, sizeof(email), "untrusted");
+    fresh_ip(xff, sizeof(xff));
+    assert_429(login_from("127.0.0.2", xff, email, "wrong-password"), IP_WINDOW_S,
+               "a fresh forged ip from the same peer");
+    /* the same kind of header from a trusted proxy is believed */
+    fresh_ip(ip, sizeof(ip));
+    assert_401(login_xff(ip, email, "wrong-password"), "through the trusted proxy");
+}
+END_TEST
+
+START_TEST(xff_with_garbage_is_ignored)
+{
+    static const char *garbage[] = {
+        "not-an-ip",     "%s, junk",     "%s:8080", "%s,,%s",
+        "999.1.1.1, %s", "%s; 10.0.0.1", "[::1]",   "%s 10.9.9.9",
+    };
+    char email[128], ip[32], xff[160];
+    ck_assert_int_eq(sizeof(garbage) / sizeof(garbage[0]), FAILS_PER_IP);
+    /* 127.0.1.7: a trusted proxy (by the CIDR 127.0.1.0/24) sending broken headers; each
+     * also names a fresh valid address, which must not be believed */
+    for (int i = 0; i < FAILS_PER_IP; i++) {
+        unique_email(email, sizeof(email), "garbage");
+        fresh_ip(ip, sizeof(ip));
+        snprintf(xff, sizeof(xff), garbage[i], ip, ip);
+        assert_401(login_from("127.0.1.7", xff, email, "wrong-password"), xff);
+    }
+
+    unique_email(email, sizeof(email), "garbage");
+    assert_429(login_from("127.0.1.7", NULL, email, "wrong-password"), IP_WINDOW_S,
+               "the proxy's own address");
+    fresh_ip(ip, sizeof(ip));
+    assert_401(login_from("127.0.1.7", ip, email, "wrong-password"), "a valid header again");
+}
+END_TEST
+
+/* ---- Redis down ------------------------------------------------------------------------ */
+
+START_TEST(redis_down_login_is_503_register_works_and_recovers)
+{
+    char email[128], ip[32];
+    unique_email(email, sizeof(email), "redis");
+    fresh_ip(ip, sizeof(ip));
+    must_register(email);
+
+    sptest_kill(&E->redis, SIGKILL);
+    attempt_res r = login_xff(ip, email, PASSWORD);
+    ck_assert_msg(r.status == 503 && strcmp(r.code, "unavailable") == 0, "login: %ld %s", r.status,
+                  r.code);
+    ck_assert_msg(r.retry_after >= 1, "Retry-After %ld", r.retry_after);
+    /* auth's own answer, not the gateway giving up after SP_BUS_TIMEOUT_MS */
+    ck_assert_msg(r.seconds < 5.0, "took %.2f s", r.seconds);
+    r = login_xff(ip, email, "wrong-password");
+    ck_assert_msg(r.status == 503, "wrong password: %ld %s", r.status, r.code);
+    char other[128];
+    unique_email(other, sizeof(other), "redis-reg");
+    must_register(other); /* register does not need the counters */
+
+    sptest_restart(E, &E->redis);
+    /* a worker reconnects at most once per 200 ms (spredis): allow that long */
+    r = login_xff(ip, email, PASSWORD);
+    for (int i = 0; i < 20 && r.status == 503; i++) {
+        usleep(100 * 1000);
+        r = login_xff(ip, email, PASSWORD);
+    }
+    ck_assert_msg(r.status == 200, "after restart: %ld %s", r.status, r.code);
+    r = login_xff(ip, other, PASSWORD);
+    ck_assert_msg(r.status == 200, "registered while down: %ld %s", r.status, r.code);
+}
+END_TEST
+
+static Suite *auth_ratelimit_suite(void)
+{
+    Suite *s = suite_create("auth_ratelimit");
+    TCase *tc = tcase_create("http");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, account_key_is_a_digest_of_the_lower_cased_email);
+    tcase_add_test(tc, account_limit_refuses_even_the_right_password);
+    tcase_add_test(tc, unknown_email_is_limited_the_same_in_any_case);
+    tcase_add_test(tc, another_account_from_another_ip_still_logs_in);
+    tcase_add_test(tc, success_before_the_limit_clears_the_account_count);
+    tcase_add_test(tc, ip_limit_spans_emails_and_spares_other_ips);
+    tcase_add_test(tc, xff_counts_the_rightmost_untrusted_address);
+    tcase_add_test(tc, xff_from_an_untrusted_peer_is_ignored);
+    tcase_add_test(tc, xff_with_garbage_is_ignored);
+    tcase_add_test(tc, redis_down_login_is_503_register_works_and_recovers);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    static const char *const auth_env[] = {
+        "SP_LOGIN_FAILS_PER_ACCOUNT=3", "SP_LOGIN_FAILS_PER_IP=8", "SP_LOGIN_IP_WINDOW_S=45", NULL};
+    /* a long bus deadline: dozens of argon2id checks on a loaded 2-core machine must not
+     * turn into 503s (the Redis test tells auth's 503 from a timeout by its speed) */
+    static const char *const gw_env[] = {"SP_TRUSTED_PROXIES=127.0.0.1, 127.0.1.0/24",
+                                         "SP_BUS_TIMEOUT_MS=10000", NULL};
+    E = sptest_start("auth_ratelimit", SPTEST_ALL);
+    sptest_start_service(E, "auth", auth_env);
+    sptest_start_service(E, "gateway", gw_env);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    SRunner *sr = srunner_create(auth_ratelimit_suite());
+    srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists each test */
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    if (failed > 0) sptest_mark_failed(E);
+    sptest_stop(E);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
