@@ -83,11 +83,12 @@ static void json_escape(char *out, size_t cap, const char *s)
     out[o] = '\0';
 }
 
-static int answer_readyz(struct mg_connection *conn, spadmin_ready_fn ready, void *user)
+static int answer_readyz(struct mg_connection *conn, spadmin_ready_fn ready, void *user,
+                         const char *extra)
 {
     char why[256] = "";
     if (ready == NULL || ready(user, why, sizeof(why))) {
-        respond(conn, 200, "application/json", "{\"status\":\"ready\"}", NULL);
+        respond(conn, 200, "application/json", "{\"status\":\"ready\"}", extra);
         return 200;
     }
     why[sizeof(why) - 1] = '\0';
@@ -95,12 +96,14 @@ static int answer_readyz(struct mg_connection *conn, spadmin_ready_fn ready, voi
     json_escape(esc, sizeof(esc), why[0] != '\0' ? why : "not ready");
     char body[sizeof(esc) + 64];
     snprintf(body, sizeof(body), "{\"status\":\"not ready\",\"reason\":\"%s\"}", esc);
-    respond(conn, 503, "application/json", body, NULL);
+    respond(conn, 503, "application/json", body, extra);
     return 503;
 }
 
-/* The status code it answered, or 0 when 'path' is not one of the three. */
-static int answer(struct mg_connection *conn, const char *path, spadmin_ready_fn ready, void *user)
+/* The status code it answered, or 0 when 'path' is not one of the three. 'extra' holds
+ * headers added to every answer ("Name: value\r\n" lines) or NULL. */
+static int answer(struct mg_connection *conn, const char *path, spadmin_ready_fn ready, void *user,
+                  const char *extra)
 {
     bool health = strcmp(path, "/healthz") == 0, readyz = strcmp(path, "/readyz") == 0,
          metrics = strcmp(path, "/metrics") == 0;
@@ -108,30 +111,33 @@ static int answer(struct mg_connection *conn, const char *path, spadmin_ready_fn
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *m = ri != NULL && ri->request_method != NULL ? ri->request_method : "";
     if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+        char allow[256];
+        snprintf(allow, sizeof(allow), "Allow: GET, HEAD\r\n%s", extra ? extra : "");
         respond(conn, 405, "application/json",
                 "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"GET only\"}}",
-                "Allow: GET, HEAD\r\n");
+                allow);
         return 405;
     }
     if (health) {
-        respond(conn, 200, "application/json", "{\"status\":\"ok\"}", NULL);
+        respond(conn, 200, "application/json", "{\"status\":\"ok\"}", extra);
         return 200;
     }
-    if (readyz) return answer_readyz(conn, ready, user);
+    if (readyz) return answer_readyz(conn, ready, user, extra);
     char *text = spadmin_metrics_render();
     if (text == NULL) {
-        respond(conn, 500, "text/plain; charset=utf-8", "out of memory\n", NULL);
+        respond(conn, 500, "text/plain; charset=utf-8", "out of memory\n", extra);
         return 500;
     }
-    respond(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, NULL);
+    respond(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text, extra);
     free(text);
     return 200;
 }
 
-int spadmin_handle(void *conn, const char *path, spadmin_ready_fn ready, void *user)
+int spadmin_handle(void *conn, const char *path, spadmin_ready_fn ready, void *user,
+                   const char *extra_headers)
 {
     if (conn == NULL || path == NULL) return 0;
-    return answer(conn, path, ready, user) != 0;
+    return answer(conn, path, ready, user, extra_headers) != 0;
 }
 
 /* Every request of the admin port comes here; nothing else ever serves it (no
@@ -141,7 +147,7 @@ static int begin_request(struct mg_connection *conn)
     spadmin *a = mg_get_user_data(mg_get_context(conn));
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *path = ri != NULL && ri->local_uri != NULL ? ri->local_uri : "";
-    int status = answer(conn, path, a->ready, a->user);
+    int status = answer(conn, path, a->ready, a->user, NULL);
     if (status != 0) return status;
     respond(conn, 404, "application/json",
             "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path\"}}", NULL);

@@ -35,7 +35,10 @@ sp_status spadmin_start(spadmin **out, const char *addr, spadmin_ready_fn ready,
 void spadmin_stop(spadmin *a);
 
 /* Renders the three endpoints for any CivetWeb server (the gateway also serves them on
- * its public port). 'conn' is a struct mg_connection *. Returns 1 if it answered. */
-int spadmin_handle(void *conn, const char *path, spadmin_ready_fn ready, void *user);
+ * its public port). 'conn' is a struct mg_connection *. extra_headers ("Name: value\r\n"
+ * lines, e.g. the gateway's X-Request-Id) go into every answer; may be NULL.
+ * Returns 1 if it answered. */
+int spadmin_handle(void *conn, const char *path, spadmin_ready_fn ready, void *user,
+                   const char *extra_headers);
 
 #endif

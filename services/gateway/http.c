@@ -545,11 +545,14 @@ int gw_http_handle(struct mg_connection *conn)
     r.method = metric_method(r.ri->request_method);
     int64_t t0 = sp_monotonic_us();
 
-    if (is_ops_path(r.ri->local_uri) && strcmp(r.ri->request_method, "GET") == 0 &&
-        spadmin_handle(conn, r.ri->local_uri, gw_ready, r.g))
-        return 200; /* probes and scrapes: not counted, not logged */
-
     request_id(&r);
+    if (is_ops_path(r.ri->local_uri) && strcmp(r.ri->request_method, "GET") == 0) {
+        char rid[MAX_REQUEST_ID + 32];
+        snprintf(rid, sizeof(rid), "X-Request-Id: %s\r\n", r.rid);
+        if (spadmin_handle(conn, r.ri->local_uri, gw_ready, r.g, rid))
+            return 200; /* probes and scrapes: not counted, not logged */
+    }
+
     r.arena = sp_arena_create(8192);
     if (r.arena == NULL) {
         static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"

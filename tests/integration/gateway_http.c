@@ -162,8 +162,11 @@ START_TEST(ops_endpoints_on_both_ports)
     int ports[2] = {env->http_port, gw->admin_port};
     for (int i = 0; i < 2; i++) {
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", ports[i]);
-        r = sptest_http("GET", url, NULL, NULL, 0);
+        const char *hdr[] = {"X-Request-Id: probe-1", NULL};
+        r = sptest_http("GET", url, hdr, NULL, 0);
         ck_assert_int_eq(r->status, 200);
+        if (i == 0) /* the API port: every response carries X-Request-Id (api.md) */
+            ck_assert_str_eq(sptest_resp_header(r, "X-Request-Id"), "probe-1");
         sptest_resp_free(r);
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", ports[i]);
         r = sptest_http("GET", url, NULL, NULL, 0);

@@ -336,7 +336,7 @@ END_TEST
 static int other_begin(struct mg_connection *conn)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (spadmin_handle(conn, ri->local_uri, NULL, NULL)) return 200;
+    if (spadmin_handle(conn, ri->local_uri, NULL, NULL, "X-Test: 1\r\n")) return 200;
     mg_printf(conn, "HTTP/1.1 418 Teapot\r\nContent-Length: 0\r\n\r\n");
     return 418;
 }
@@ -355,9 +355,11 @@ START_TEST(handle_serves_the_three_paths_on_another_server)
     ck_assert_ptr_nonnull(ctx);
     sptest_resp *r = get(base, "/healthz");
     ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(sptest_resp_header(r, "X-Test"), "1"); /* the caller's headers go along */
     sptest_resp_free(r);
     r = get(base, "/readyz");
     ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(sptest_resp_header(r, "X-Test"), "1");
     sptest_resp_free(r);
     r = get(base, "/metrics");
     ck_assert_int_eq(r->status, 200);
