@@ -23,6 +23,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1419,4 +1421,28 @@ const char *sptest_jstr(const sptest_resp *r, const char *path)
         s = dot ? dot + 1 : s + n;
     }
     return cJSON_IsString(node) ? node->valuestring : NULL;
+}
+
+void sptest_unique_email(char *buf, size_t len, const char *tag)
+{
+    static atomic_uint n;
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = (uint32_t)time(NULL);
+    snprintf(buf, len, "%s-%d-%u-%08x@example.com", tag, (int)getpid(),
+             atomic_fetch_add(&n, 1) + 1, r);
+}
+
+char *sptest_json_obj(const char *key, ...)
+{
+    va_list ap;
+    cJSON *o = cJSON_CreateObject();
+    va_start(ap, key);
+    for (const char *k = key; k != NULL; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        if (v != NULL) cJSON_AddStringToObject(o, k, v);
+    }
+    va_end(ap);
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
 }

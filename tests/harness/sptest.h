@@ -85,6 +85,12 @@ sptest_resp *sptest_json(sptest_env *e, const char *method, const char *path, co
 void sptest_resp_free(sptest_resp *r);
 /* Case-insensitive header lookup; returns a static-per-response copy or NULL. */
 const char *sptest_resp_header(sptest_resp *r, const char *name);
+/* A fresh email per call, unique across tests, threads and runs:
+ * "<tag>-<pid>-<n>-<random hex>@example.com". */
+void sptest_unique_email(char *buf, size_t len, const char *tag);
+/* A JSON object of the non-NULL string pairs (key, value, ..., NULL); caller frees. */
+char *sptest_json_obj(const char *key, ...) __attribute__((sentinel));
+
 /* String at a dotted path in r->json ("error.code"), or NULL. */
 const char *sptest_jstr(const sptest_resp *r, const char *path);
 

@@ -27,33 +27,6 @@ static sptest_proc *AUTH;
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-/* A fresh email per call, unique across tests and runs: "<tag>-<pid>-<n>-<rand>@example.com". */
-static void unique_email(char *buf, size_t len, const char *tag)
-{
-    static unsigned n;
-    uint8_t r[4];
-    char hex[9];
-    spcrypto_random(r, sizeof(r));
-    spcrypto_hex(hex, r, sizeof(r));
-    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), ++n, hex);
-}
-
-/* A JSON object of the non-NULL string pairs (key, value, ..., NULL); caller frees. */
-static char *json_obj(const char *k, ...)
-{
-    va_list ap;
-    cJSON *o = cJSON_CreateObject();
-    va_start(ap, k);
-    for (; k != NULL; k = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        if (v != NULL) cJSON_AddStringToObject(o, k, v);
-    }
-    va_end(ap);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
 static sptest_resp *post(const char *path, const char *body)
 {
     return sptest_json(E, "POST", path, NULL, body);
@@ -61,7 +34,7 @@ static sptest_resp *post(const char *path, const char *body)
 
 static sptest_resp *register_user(const char *name, const char *email, const char *password)
 {
-    char *b = json_obj("name", name, "email", email, "password", password, NULL);
+    char *b = sptest_json_obj("name", name, "email", email, "password", password, NULL);
     sptest_resp *r = post("/v1/auth/register", b);
     free(b);
     return r;
@@ -69,7 +42,7 @@ static sptest_resp *register_user(const char *name, const char *email, const cha
 
 static sptest_resp *login(const char *email, const char *password)
 {
-    char *b = json_obj("email", email, "password", password, NULL);
+    char *b = sptest_json_obj("email", email, "password", password, NULL);
     sptest_resp *r = post("/v1/auth/login", b);
     free(b);
     return r;
@@ -172,7 +145,7 @@ static void binary_dir(char *out, size_t len)
 START_TEST(register_returns_201_with_the_profile)
 {
     char email[128];
-    unique_email(email, sizeof(email), "reg");
+    sptest_unique_email(email, sizeof(email), "reg");
     sptest_resp *r = register_user("Ana Souza", email, "correct horse battery");
 
     ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
@@ -189,7 +162,7 @@ END_TEST
 START_TEST(register_same_email_in_other_case_conflicts)
 {
     char email[128], upper[128];
-    unique_email(email, sizeof(email), "dup");
+    sptest_unique_email(email, sizeof(email), "dup");
     snprintf(upper, sizeof(upper), "%s", email);
     for (char *c = upper; *c; c++)
         if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
@@ -205,7 +178,7 @@ END_TEST
 START_TEST(register_stores_the_email_lower_cased)
 {
     char email[128], mixed[128];
-    unique_email(email, sizeof(email), "mixed");
+    sptest_unique_email(email, sizeof(email), "mixed");
     snprintf(mixed, sizeof(mixed), "MiXeD%s", email + 5);
     sptest_resp *r = register_user("Mixed Case", mixed, "password-mixed");
 
@@ -241,7 +214,7 @@ static const struct {
 static char *bad_body(int i)
 {
     char email[128], name121[122], email255[256], pw129[130];
-    unique_email(email, sizeof(email), "bad");
+    sptest_unique_email(email, sizeof(email), "bad");
     memset(name121, 'n', 121);
     name121[121] = '\0';
     memset(pw129, 'p', 129);
@@ -299,7 +272,7 @@ END_TEST
 START_TEST(register_accepts_120_multibyte_characters)
 {
     char email[128], name[120 * 3 + 1] = "";
-    unique_email(email, sizeof(email), "utf8");
+    sptest_unique_email(email, sizeof(email), "utf8");
     for (int i = 0; i < 120; i++)
         strcat(name, "\xe7\x8c\xab"); /* U+732B, 3 bytes */
     sptest_resp *r = register_user(name, email, "password-utf8");
@@ -313,7 +286,7 @@ END_TEST
 START_TEST(register_rejects_unknown_field_and_creates_nothing)
 {
     char email[128], body[512];
-    unique_email(email, sizeof(email), "mass");
+    sptest_unique_email(email, sizeof(email), "mass");
     snprintf(body, sizeof(body),
              "{\"name\":\"Mallory\",\"email\":\"%s\",\"password\":\"password-mass\","
              "\"role\":\"admin\"}",
@@ -332,7 +305,7 @@ START_TEST(register_stores_sql_metacharacters_verbatim)
 {
     const char *name = "Robert'); DROP TABLE auth.people;-- \"x\" \\ %_ $1";
     char email[128];
-    unique_email(email, sizeof(email), "sql");
+    sptest_unique_email(email, sizeof(email), "sql");
     sptest_resp *r = register_user(name, email, "password-sql");
     ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
     ck_assert_str_eq(sptest_jstr(r, "name"), name);
@@ -352,7 +325,7 @@ END_TEST
 START_TEST(login_returns_a_token_pair)
 {
     char email[128], key[512];
-    unique_email(email, sizeof(email), "login");
+    sptest_unique_email(email, sizeof(email), "login");
     char *id = must_register("Login User", email, "password-login");
     sptest_resp *r = login(email, "password-login");
 
@@ -400,8 +373,8 @@ static char *error_without_request_id(const sptest_resp *r)
 START_TEST(login_failures_answer_the_same)
 {
     char email[128], unknown[128];
-    unique_email(email, sizeof(email), "fail");
-    unique_email(unknown, sizeof(unknown), "nobody");
+    sptest_unique_email(email, sizeof(email), "fail");
+    sptest_unique_email(unknown, sizeof(unknown), "nobody");
     free(must_register("Fail User", email, "password-right"));
 
     sptest_resp *wrong = login(email, "password-wrong");
@@ -421,8 +394,8 @@ END_TEST
 START_TEST(login_missing_password_is_400)
 {
     char email[128];
-    unique_email(email, sizeof(email), "nopw");
-    char *b = json_obj("email", email, NULL);
+    sptest_unique_email(email, sizeof(email), "nopw");
+    char *b = sptest_json_obj("email", email, NULL);
     sptest_resp *r = post("/v1/auth/login", b);
     assert_error(r, 400, "validation_failed");
     ck_assert_ptr_nonnull(sptest_jstr(r, "error.fields.password"));
@@ -436,7 +409,7 @@ END_TEST
 START_TEST(me_returns_the_profile)
 {
     char email[128];
-    unique_email(email, sizeof(email), "me");
+    sptest_unique_email(email, sizeof(email), "me");
     sptest_resp *reg = register_user("Me Myself", email, "password-me");
     ck_assert_msg(reg->status == 201, "%ld %s", reg->status, reg->body);
     char *tok = must_login(email, "password-me");
@@ -488,7 +461,7 @@ static int spctl_create_admin(const char *email, const char *password)
 START_TEST(admin_from_spctl_logs_in_as_admin)
 {
     char email[128];
-    unique_email(email, sizeof(email), "admin");
+    sptest_unique_email(email, sizeof(email), "admin");
     ck_assert_int_eq(spctl_create_admin(email, "admin-password-1"), 0);
 
     char *tok = must_login(email, "admin-password-1");
@@ -506,7 +479,7 @@ END_TEST
 START_TEST(me_is_503_while_auth_is_down_and_recovers)
 {
     char email[128];
-    unique_email(email, sizeof(email), "fault");
+    sptest_unique_email(email, sizeof(email), "fault");
     free(must_register("Fault User", email, "password-fault"));
     char *tok = must_login(email, "password-fault");
 
@@ -559,7 +532,7 @@ START_TEST(auth_stops_cleanly_on_sigterm)
     long from = file_size(AUTH->log);
     sptest_restart(E, AUTH);
     char email[128];
-    unique_email(email, sizeof(email), "term");
+    sptest_unique_email(email, sizeof(email), "term");
     free(must_register("Term User", email, "password-term"));
     free(must_login(email, "password-term"));
 
@@ -603,7 +576,7 @@ static pair pair_of(const sptest_resp *r)
 static pair new_session(const char *tag)
 {
     char email[128];
-    unique_email(email, sizeof(email), tag);
+    sptest_unique_email(email, sizeof(email), tag);
     free(must_register("Session User", email, "password-session"));
     sptest_resp *r = login(email, "password-session");
     pair p = pair_of(r);
@@ -613,7 +586,7 @@ static pair new_session(const char *tag)
 
 static sptest_resp *refresh_with(const char *token)
 {
-    char *b = json_obj("refreshToken", token, NULL);
+    char *b = sptest_json_obj("refreshToken", token, NULL);
     sptest_resp *r = post("/v1/auth/refresh", b);
     free(b);
     return r;
@@ -621,7 +594,7 @@ static sptest_resp *refresh_with(const char *token)
 
 static sptest_resp *logout_with(const char *token)
 {
-    char *b = json_obj("refreshToken", token, NULL);
+    char *b = sptest_json_obj("refreshToken", token, NULL);
     sptest_resp *r = post("/v1/auth/logout", b);
     free(b);
     return r;
@@ -753,7 +726,7 @@ END_TEST
 START_TEST(logout_leaves_other_sessions_alone)
 {
     char email[128];
-    unique_email(email, sizeof(email), "two");
+    sptest_unique_email(email, sizeof(email), "two");
     free(must_register("Two Sessions", email, "password-two"));
     sptest_resp *r = login(email, "password-two");
     pair a = pair_of(r);
@@ -857,7 +830,7 @@ START_TEST(redis_down_refuses_tokens_and_revocations_survive_it)
     sptest_resp_free(r);
 
     char email[128];
-    unique_email(email, sizeof(email), "rpublic");
+    sptest_unique_email(email, sizeof(email), "rpublic");
     r = register_user("Public Route", email, "password-public");
     ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
     sptest_resp_free(r);

@@ -29,36 +29,9 @@ static sptest_proc *AUTH;
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-/* A fresh email per call, unique across tests and runs. */
-static void unique_email(char *buf, size_t len, const char *tag)
-{
-    static unsigned n;
-    uint8_t r[4];
-    char hex[9];
-    spcrypto_random(r, sizeof(r));
-    spcrypto_hex(hex, r, sizeof(r));
-    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), ++n, hex);
-}
-
-/* A JSON object of the non-NULL string pairs (key, value, ..., NULL); caller frees. */
-static char *json_obj(const char *k, ...)
-{
-    va_list ap;
-    cJSON *o = cJSON_CreateObject();
-    va_start(ap, k);
-    for (; k != NULL; k = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        if (v != NULL) cJSON_AddStringToObject(o, k, v);
-    }
-    va_end(ap);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
 static sptest_resp *login(const char *email, const char *password)
 {
-    char *b = json_obj("email", email, "password", password, NULL);
+    char *b = sptest_json_obj("email", email, "password", password, NULL);
     sptest_resp *r = sptest_json(E, "POST", "/v1/auth/login", NULL, b);
     free(b);
     return r;
@@ -67,7 +40,7 @@ static sptest_resp *login(const char *email, const char *password)
 /* Registers (201 asserted) and returns the new user's id, malloc'd. */
 static char *must_register(const char *name, const char *email, const char *password)
 {
-    char *b = json_obj("name", name, "email", email, "password", password, NULL);
+    char *b = sptest_json_obj("name", name, "email", email, "password", password, NULL);
     sptest_resp *r = sptest_json(E, "POST", "/v1/auth/register", NULL, b);
     free(b);
     ck_assert_msg(r->status == 201, "register %s: %ld %s", email, r->status, r->body);
@@ -258,7 +231,7 @@ typedef struct {
 static account must_account(const char *tag, const char *password)
 {
     account a;
-    unique_email(a.email, sizeof(a.email), tag);
+    sptest_unique_email(a.email, sizeof(a.email), tag);
     a.id = must_register("Profile Tester", a.email, password);
     a.s = must_login(a.email, password);
     return a;
@@ -440,12 +413,12 @@ START_TEST(password_change_revokes_the_other_sessions_only)
         204);
     /* the other session is dead at once, its access and its refresh token */
     expect_error("GET", "/v1/me", other.access, NULL, 401, "invalid_token");
-    char *b = json_obj("refreshToken", other.refresh, NULL);
+    char *b = sptest_json_obj("refreshToken", other.refresh, NULL);
     ck_assert_int_eq(status_of("POST", "/v1/auth/refresh", NULL, b), 401);
     free(b);
     /* this one lives on, and can still refresh */
     ck_assert_int_eq(me_status(a.s.access), 200);
-    b = json_obj("refreshToken", a.s.refresh, NULL);
+    b = sptest_json_obj("refreshToken", a.s.refresh, NULL);
     ck_assert_int_eq(status_of("POST", "/v1/auth/refresh", NULL, b), 200);
     free(b);
     /* the old password is refused, the new one works */
@@ -517,7 +490,7 @@ START_TEST(delete_anonymises_revokes_audits_and_frees_the_email)
     /* every session is dead at once */
     expect_error("GET", "/v1/me", a.s.access, NULL, 401, "invalid_token");
     ck_assert_int_eq(me_status(other.access), 401);
-    char *b = json_obj("refreshToken", other.refresh, NULL);
+    char *b = sptest_json_obj("refreshToken", other.refresh, NULL);
     ck_assert_int_eq(status_of("POST", "/v1/auth/refresh", NULL, b), 401);
     free(b);
     sptest_resp *r = login(a.email, "password-one");

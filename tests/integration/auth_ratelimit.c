@@ -32,16 +32,6 @@ static sptest_env *E;
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static void unique_email(char *buf, size_t len, const char *tag)
-{
-    static unsigned n;
-    uint8_t r[4];
-    char hex[9];
-    spcrypto_random(r, sizeof(r));
-    spcrypto_hex(hex, r, sizeof(r));
-    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), ++n, hex);
-}
-
 /* A client address no other test uses: 10.<random>.<random>.<n>. */
 static void fresh_ip(char *buf, size_t len)
 {
@@ -197,7 +187,7 @@ START_TEST(account_key_is_a_digest_of_the_lower_cased_email)
 {
     char email[128], mixed[128], ip[32], cmd[256], out[64], hex[65];
     uint8_t digest[32];
-    unique_email(email, sizeof(email), "digest");
+    sptest_unique_email(email, sizeof(email), "digest");
     snprintf(mixed, sizeof(mixed), "DiGeSt%s", email + 6);
     fresh_ip(ip, sizeof(ip));
     assert_401(login_xff(ip, mixed, "wrong-password"), mixed);
@@ -220,7 +210,7 @@ END_TEST
 START_TEST(account_limit_refuses_even_the_right_password)
 {
     char email[128], ip[32], other_ip[32];
-    unique_email(email, sizeof(email), "acct");
+    sptest_unique_email(email, sizeof(email), "acct");
     fresh_ip(ip, sizeof(ip));
     fresh_ip(other_ip, sizeof(other_ip));
     must_register(email);
@@ -236,7 +226,7 @@ END_TEST
 START_TEST(unknown_email_is_limited_the_same_in_any_case)
 {
     char email[128], upper[128], ip[32];
-    unique_email(email, sizeof(email), "nobody");
+    sptest_unique_email(email, sizeof(email), "nobody");
     fresh_ip(ip, sizeof(ip));
     fail_n(ip, email, FAILS_PER_ACCOUNT);
 
@@ -252,8 +242,8 @@ END_TEST
 START_TEST(another_account_from_another_ip_still_logs_in)
 {
     char locked[128], other[128], ip[32], other_ip[32];
-    unique_email(locked, sizeof(locked), "locked");
-    unique_email(other, sizeof(other), "free");
+    sptest_unique_email(locked, sizeof(locked), "locked");
+    sptest_unique_email(other, sizeof(other), "free");
     fresh_ip(ip, sizeof(ip));
     fresh_ip(other_ip, sizeof(other_ip));
     must_register(locked);
@@ -269,7 +259,7 @@ END_TEST
 START_TEST(success_before_the_limit_clears_the_account_count)
 {
     char email[128], ip[32];
-    unique_email(email, sizeof(email), "clear");
+    sptest_unique_email(email, sizeof(email), "clear");
     fresh_ip(ip, sizeof(ip));
     must_register(email);
     fail_n(ip, email, FAILS_PER_ACCOUNT - 1);
@@ -289,14 +279,14 @@ START_TEST(ip_limit_spans_emails_and_spares_other_ips)
     char email[128], ip[32], other_ip[32], known[128];
     fresh_ip(ip, sizeof(ip));
     fresh_ip(other_ip, sizeof(other_ip));
-    unique_email(known, sizeof(known), "ipknown");
+    sptest_unique_email(known, sizeof(known), "ipknown");
     must_register(known);
     for (int i = 0; i < FAILS_PER_IP; i++) {
-        unique_email(email, sizeof(email), "spray");
+        sptest_unique_email(email, sizeof(email), "spray");
         assert_401(login_xff(ip, email, "wrong-password"), email);
     }
 
-    unique_email(email, sizeof(email), "spray");
+    sptest_unique_email(email, sizeof(email), "spray");
     assert_429(login_xff(ip, email, "wrong-password"), IP_WINDOW_S, "new email, same ip");
     assert_429(login_xff(ip, known, PASSWORD), IP_WINDOW_S, "right password, same ip");
     attempt_res r = login_xff(other_ip, known, PASSWORD);
@@ -312,13 +302,13 @@ START_TEST(xff_counts_the_rightmost_untrusted_address)
     char email[128], ip[32], forged[32], xff[128];
     fresh_ip(ip, sizeof(ip));
     for (int i = 0; i < FAILS_PER_IP; i++) {
-        unique_email(email, sizeof(email), "forge");
+        sptest_unique_email(email, sizeof(email), "forge");
         fresh_ip(forged, sizeof(forged));
         snprintf(xff, sizeof(xff), "%s, %s", forged, ip);
         assert_401(login_xff(xff, email, "wrong-password"), xff);
     }
 
-    unique_email(email, sizeof(email), "forge");
+    sptest_unique_email(email, sizeof(email), "forge");
     assert_429(login_xff(ip, email, "wrong-password"), IP_WINDOW_S, "the real client ip alone");
     snprintf(xff, sizeof(xff), "%s, 127.0.1.9", ip); /* a trusted hop behind the client */
     assert_429(login_xff(xff, email, "wrong-password"), IP_WINDOW_S, "behind a trusted hop");
@@ -330,12 +320,12 @@ START_TEST(xff_from_an_untrusted_peer_is_ignored)
     char email[128], xff[32], ip[32];
     /* 127.0.0.2 is not in SP_TRUSTED_PROXIES: its X-Forwarded-For is the client's own claim */
     for (int i = 0; i < FAILS_PER_IP; i++) {
-        unique_email(email, sizeof(email), "untrusted");
+        sptest_unique_email(email, sizeof(email), "untrusted");
         fresh_ip(xff, sizeof(xff));
         assert_401(login_from("127.0.0.2", xff, email, "wrong-password"), xff);
     }
 
-    unique_email(email, sizeof(email), "untrusted");
+    sptest_unique_email(email, sizeof(email), "untrusted");
     fresh_ip(xff, sizeof(xff));
     assert_429(login_from("127.0.0.2", xff, email, "wrong-password"), IP_WINDOW_S,
                "a fresh forged ip from the same peer");
@@ -356,13 +346,13 @@ START_TEST(xff_with_garbage_is_ignored)
     /* 127.0.1.7: a trusted proxy (by the CIDR 127.0.1.0/24) sending broken headers; each
      * also names a fresh valid address, which must not be believed */
     for (int i = 0; i < FAILS_PER_IP; i++) {
-        unique_email(email, sizeof(email), "garbage");
+        sptest_unique_email(email, sizeof(email), "garbage");
         fresh_ip(ip, sizeof(ip));
         snprintf(xff, sizeof(xff), garbage[i], ip, ip);
         assert_401(login_from("127.0.1.7", xff, email, "wrong-password"), xff);
     }
 
-    unique_email(email, sizeof(email), "garbage");
+    sptest_unique_email(email, sizeof(email), "garbage");
     assert_429(login_from("127.0.1.7", NULL, email, "wrong-password"), IP_WINDOW_S,
                "the proxy's own address");
     fresh_ip(ip, sizeof(ip));
@@ -375,7 +365,7 @@ END_TEST
 START_TEST(redis_down_login_is_503_register_works_and_recovers)
 {
     char email[128], ip[32];
-    unique_email(email, sizeof(email), "redis");
+    sptest_unique_email(email, sizeof(email), "redis");
     fresh_ip(ip, sizeof(ip));
     must_register(email);
 
@@ -389,7 +379,7 @@ START_TEST(redis_down_login_is_503_register_works_and_recovers)
     r = login_xff(ip, email, "wrong-password");
     ck_assert_msg(r.status == 503, "wrong password: %ld %s", r.status, r.code);
     char other[128];
-    unique_email(other, sizeof(other), "redis-reg");
+    sptest_unique_email(other, sizeof(other), "redis-reg");
     must_register(other); /* register does not need the counters */
 
     sptest_restart(E, &E->redis);

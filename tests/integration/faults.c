@@ -44,18 +44,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A fresh email per call, unique across threads, tests and runs. */
-static void unique_email(char *buf, size_t len, const char *tag)
-{
-    static atomic_uint n;
-    uint8_t r[4];
-    char hex[9];
-    spcrypto_random(r, sizeof(r));
-    spcrypto_hex(hex, r, sizeof(r));
-    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), atomic_fetch_add(&n, 1) + 1,
-             hex);
-}
-
 typedef struct {
     long status; /* 0: no answer (connection refused or reset, timeout) */
     char body[2048];
@@ -136,7 +124,7 @@ static char *register_body(const char *name, const char *email, const char *pass
 static answer register_new(const char *tag)
 {
     char email[128];
-    unique_email(email, sizeof(email), tag);
+    sptest_unique_email(email, sizeof(email), tag);
     char *b = register_body("Fault Client", email, "password-fault");
     answer a = api("POST", "/v1/auth/register", NULL, b);
     free(b);
@@ -151,7 +139,7 @@ typedef struct {
 
 static void must_user(user *u, const char *tag)
 {
-    unique_email(u->email, sizeof(u->email), tag);
+    sptest_unique_email(u->email, sizeof(u->email), tag);
     char *b = register_body("Fault User", u->email, "password-fault");
     answer a = api("POST", "/v1/auth/register", NULL, b);
     free(b);

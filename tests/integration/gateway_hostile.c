@@ -42,17 +42,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void unique_email(char *buf, size_t len, const char *tag)
-{
-    static atomic_uint n;
-    uint8_t r[4];
-    char hex[9];
-    spcrypto_random(r, sizeof(r));
-    spcrypto_hex(hex, r, sizeof(r));
-    snprintf(buf, len, "%s-%d-%u-%s@example.com", tag, (int)getpid(), atomic_fetch_add(&n, 1) + 1,
-             hex);
-}
-
 /* A TCP connection to the gateway's HTTP port with receive and send timeouts; -1 when refused. */
 static int gw_connect(int timeout_ms)
 {
@@ -192,7 +181,7 @@ static void assert_error(const raw_answer *a, long status, const char *code, con
 static char *body_with_name(const char *name_json)
 {
     char email[128];
-    unique_email(email, sizeof(email), "hostile");
+    sptest_unique_email(email, sizeof(email), "hostile");
     size_t cap = strlen(name_json) + 256;
     char *b = malloc(cap);
     ck_assert_ptr_nonnull(b);
@@ -623,7 +612,7 @@ START_TEST(sql_metacharacters_are_stored_verbatim)
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char email[128], local[64];
-        unique_email(email, sizeof(email), "sql");
+        sptest_unique_email(email, sizeof(email), "sql");
         snprintf(local, sizeof(local), "o'brien+%zu", i);
         char *at = strchr(email, '@');
         char mail[200];
