@@ -420,7 +420,10 @@ static void from_object(ctx *c, const ProtobufCMessageDescriptor *desc, const cJ
             add_err(c, mpath, "unknown field");
             continue;
         }
-        if (cJSON_IsNull(v)) continue; /* null leaves the field unset */
+        if (cJSON_IsNull(v)) {
+            if (c->flags & SPPB_NO_NULL) add_err(c, mpath, "must not be null");
+            continue; /* otherwise null leaves the field unset */
+        }
         seen[f - desc->fields] = true;
         set_field(c, m, f, v, mpath);
     }

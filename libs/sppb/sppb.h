@@ -28,8 +28,11 @@ typedef struct {
 
 enum {
     SPPB_STRICT = 0,        /* unknown fields are errors */
-    SPPB_FROM_QUERY = 1u << 0 /* values are strings (query parameters): numbers and bools
-                                 are parsed from them */
+    SPPB_FROM_QUERY = 1u << 0, /* values are strings (query parameters): numbers and bools
+                                  are parsed from them */
+    SPPB_NO_NULL = 1u << 1     /* null for a field is an error ("must not be null") instead
+                                  of leaving it unset: for bodies where no field may be
+                                  cleared, so that {"name":null} is not taken for {} */
 };
 
 /* Builds a message of 'desc' from a JSON object. Every allocation is in 'arena'

@@ -355,7 +355,9 @@ static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, Protobu
 
     sppb_errors errs;
     memset(&errs, 0, sizeof(errs));
-    s = sppb_from_json(in, route->req_desc, json, SPPB_STRICT, r->arena, &errs);
+    /* no field of today's bodies may be cleared: null is refused rather than read as absent
+     * (api.md: null clears an optional field; PATCH routes with such fields will say so) */
+    s = sppb_from_json(in, route->req_desc, json, SPPB_STRICT | SPPB_NO_NULL, r->arena, &errs);
     cJSON_Delete(json);
     if (s == SP_OK && *in != NULL) return SP_OK;
     *in = NULL;

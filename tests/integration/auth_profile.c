@@ -278,13 +278,14 @@ START_TEST(patch_empty_object_answers_the_profile_unchanged)
 
 END_TEST
 
-/* The gateway's JSON layer (sppb) reads null as absent, so a null name cannot clear the
- * name: it leaves it as it is (see docs/decisions.md). */
-START_TEST(patch_null_name_never_clears_the_name)
+/* name is not optional: null cannot clear it (api.md: null clears an optional field) */
+START_TEST(patch_null_name_is_refused)
 {
     account a = must_account("patch-null", "password-one");
     sptest_resp *r = sptest_json(E, "PATCH", "/v1/me", a.s.access, "{\"name\":null}");
-    ck_assert_msg(r->status == 200 || r->status == 400, "%ld %s", r->status, r->body);
+    ck_assert_msg(r->status == 400, "%ld %s", r->status, r->body);
+    ck_assert_str_eq(sptest_jstr(r, "error.code"), "validation_failed");
+    ck_assert_str_eq(sptest_jstr(r, "error.fields.name"), "must not be null");
     sptest_resp_free(r);
     r = sptest_json(E, "GET", "/v1/me", a.s.access, NULL);
     ck_assert_str_eq(sptest_jstr(r, "name"), "Profile Tester");
@@ -711,7 +712,7 @@ static Suite *auth_profile_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, patch_name_returns_the_profile_and_keeps_it);
     tcase_add_test(tc, patch_empty_object_answers_the_profile_unchanged);
-    tcase_add_test(tc, patch_null_name_never_clears_the_name);
+    tcase_add_test(tc, patch_null_name_is_refused);
     tcase_add_test(tc, patch_bad_names_are_refused);
     tcase_add_test(tc, patch_unknown_or_forbidden_fields_are_refused);
     tcase_add_test(tc, profile_routes_need_a_token);

@@ -283,6 +283,19 @@ START_TEST(null_leaves_fields_unset)
 }
 END_TEST
 
+START_TEST(no_null_flag_refuses_null_per_field)
+{
+    Sp__Auth__V1__RegisterRequest *m;
+    ck_assert_int_eq(from("{\"name\":null,\"email\":\"a@b.io\",\"password\":null}",
+                          &sp__auth__v1__register_request__descriptor,
+                          SPPB_STRICT | SPPB_NO_NULL, &m),
+                     SP_ERR_VALIDATION_FAILED);
+    ck_assert_uint_eq(errs.n, 2);
+    ck_assert_error("name", "must not be null");
+    ck_assert_error("password", "must not be null");
+}
+END_TEST
+
 START_TEST(rejects_non_object)
 {
     ProtobufCMessage *m = (ProtobufCMessage *)0x1;
@@ -738,6 +751,7 @@ static Suite *sppb_suite(void)
     tcase_add_test(t, json_names_are_camel_case_and_case_sensitive);
     tcase_add_test(t, rejects_wrong_types_one_error_per_field);
     tcase_add_test(t, null_leaves_fields_unset);
+    tcase_add_test(t, no_null_flag_refuses_null_per_field);
     tcase_add_test(t, rejects_non_object);
     tcase_add_test(t, rejects_invalid_utf8_not_checked_by_spjson);
     tcase_add_test(t, caps_errors_at_max);
