@@ -251,6 +251,7 @@ cat <<EOF
 
 SmartPark is running (Ctrl-C stops everything)
   API          http://127.0.0.1:$HTTP_PORT/v1$gw
+  docs         http://127.0.0.1:$HTTP_PORT/docs (OpenAPI: /v1/openapi.json)
   health       http://127.0.0.1:$HTTP_PORT/healthz, /readyz on each admin port (gateway 9100 .. projection 9105)
   services     ${STARTED[*]:-none built}
   NATS         $NATS_URL (JetStream)
