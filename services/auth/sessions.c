@@ -15,10 +15,10 @@
 #define SECRET_CHARS 43
 
 static const char *sql_find_login =
-    "SELECT u.id, u.public_id, u.password_hash,"
+    "SELECT u.id, u.public_id,"
     "       EXISTS (SELECT 1 FROM auth.user_roles ur"
     "               WHERE ur.user_id = u.id AND ur.role_id = " AUTH_ROLE_ADMIN_ID "),"
-    "       m.client_id, m.client_role"
+    "       m.client_id, m.client_role, u.password_hash"
     " FROM auth.people p"
     " JOIN auth.users u ON u.person_id = p.id"
     " LEFT JOIN auth.memberships m ON m.user_id = u.id"
@@ -40,6 +40,19 @@ typedef struct {
     char *client_id; /* NULL unless a client member */
     char *client_role;
 } login_user;
+
+/* Fills 'u' from the first row of 'res', whose columns start with id, public_id, is admin,
+ * client_id, client_role (the queries of login and refresh), copying into the arena. */
+static void read_login_user(login_user *u, const PGresult *res, sp_arena *a)
+{
+    u->id = sp_arena_strdup(a, PQgetvalue(res, 0, 0));
+    u->public_id = sp_arena_strdup(a, PQgetvalue(res, 0, 1));
+    u->is_admin = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    if (!PQgetisnull(res, 0, 3)) {
+        u->client_id = sp_arena_strdup(a, PQgetvalue(res, 0, 3));
+        u->client_role = sp_arena_strdup(a, PQgetvalue(res, 0, 4));
+    }
+}
 
 /* Presence and upper limits of a LoginRequest; replies 400 validation_failed. */
 static sp_status validate_login_or_reply(spbus_req *req, const Sp__Auth__V1__LoginRequest *in)
@@ -68,16 +81,10 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
     if (s != SP_OK) return auth_db_error_reply(req, s, "find_login");
 
     bool found = PQntuples(res) == 1;
-    const char *hash = found ? PQgetvalue(res, 0, 2) : svc->dummy_hash;
+    const char *hash = found ? PQgetvalue(res, 0, 5) : svc->dummy_hash;
     bool ok = spcrypto_password_verify(hash, in->password, strlen(in->password)) && found;
     if (ok) {
-        u->id = sp_arena_strdup(a, PQgetvalue(res, 0, 0));
-        u->public_id = sp_arena_strdup(a, PQgetvalue(res, 0, 1));
-        u->is_admin = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-        if (!PQgetisnull(res, 0, 4)) {
-            u->client_id = sp_arena_strdup(a, PQgetvalue(res, 0, 4));
-            u->client_role = sp_arena_strdup(a, PQgetvalue(res, 0, 5));
-        }
+        read_login_user(u, res, a);
     }
     PQclear(res);
     if (!ok) {
@@ -409,15 +416,7 @@ static sp_status find_user_or_reply(spbus_req *req, spdb *db, const char *user_i
     sp_status s = spdb_query(&res, db, sql_find_user_by_id, 1, params);
     if (s != SP_OK) return auth_db_error_reply(req, s, "find_user");
     bool found = PQntuples(res) == 1;
-    if (found) {
-        u->id = sp_arena_strdup(a, PQgetvalue(res, 0, 0));
-        u->public_id = sp_arena_strdup(a, PQgetvalue(res, 0, 1));
-        u->is_admin = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
-        if (!PQgetisnull(res, 0, 3)) {
-            u->client_id = sp_arena_strdup(a, PQgetvalue(res, 0, 3));
-            u->client_role = sp_arena_strdup(a, PQgetvalue(res, 0, 4));
-        }
-    }
+    if (found) read_login_user(u, res, a);
     PQclear(res);
     if (!found) {
         sp_log_info(spbus_req_id(req), "refresh_user_gone");
