@@ -49,6 +49,7 @@ typedef struct {
     spbus_route routes[AUTH_MAX_ROUTES];
     size_t nroutes;
     struct auth_outbox *outbox; /* publisher of auth.outbox (outbox.c); NULL: none */
+    struct auth_keeper *keeper; /* keeps the revocations in Redis (revocations.c) */
 } auth_svc;
 
 /* Appends one route to svc->routes (aborts past AUTH_MAX_ROUTES: a programming error). */
@@ -84,6 +85,22 @@ sp_status auth_db_error_reply(spbus_req *req, sp_status s, const char *what);
  * Replies nothing; returns SP_ERR_UNAVAILABLE when Redis (or SP_ERR_* of the query when
  * PostgreSQL) fails. */
 sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms);
+/* The key whose presence tells the gateway that Redis holds every recent revocation. An
+ * empty Redis (restarted without its data) lacks it, and the gateway then refuses tokens
+ * (503) until auth has rewritten them. */
+#define AUTH_REVOCATIONS_LOADED_KEY "sp:revocations:loaded"
+/* SETs sp:revoked:sid:<sid> for every session revoked within 'access_ttl_s' seconds (read
+ * from PostgreSQL, each with what is left of that lifetime), then the loaded key. */
+sp_status auth_revocations_rewrite(spredis *r, spdb *db, int64_t access_ttl_s, const char *rid);
+
+/* revocations.c: a thread that checks every AUTH_KEEPER_MS that Redis has the loaded key
+ * and rewrites the revocations when it has not, so that a Redis restarted without its data
+ * is refilled at once, not at the next revoking call. */
+#define AUTH_KEEPER_MS 500
+typedef struct auth_keeper auth_keeper;
+sp_status auth_keeper_create(auth_keeper **out, const char *db_url, const char *redis_url,
+                             int64_t access_ttl_s);
+void auth_keeper_destroy(auth_keeper *k);
 /* Writes the revocation of session 'sid' (its public id) to Redis: SET
  * sp:revoked:sid:<sid> 1 EX <SP_ACCESS_TTL_S>, after auth_redis_sync. Replies 503
  * unavailable when Redis cannot be reached (the caller has already revoked the session in

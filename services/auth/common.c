@@ -250,9 +250,18 @@ sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
     unsigned gen = spredis_generation(r);
     if (gen == svc->redis_gen[w]) return SP_OK;
 
+    sp_status s = auth_revocations_rewrite(r, db, svc->access_ttl_s, spbus_req_id(req));
+    if (s != SP_OK) return s;
+    /* only now: a rewrite cut short by a failure is redone on the next connection */
+    if (spredis_generation(r) == gen) svc->redis_gen[w] = gen;
+    return SP_OK;
+}
+
+sp_status auth_revocations_rewrite(spredis *r, spdb *db, int64_t access_ttl_s, const char *rid)
+{
     char ttl[24];
     PGresult *res = NULL;
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)access_ttl_s);
     const char *params[] = {ttl};
     sp_status s = spdb_query(&res, db, sql_recent_revocations, 1, params);
     if (s != SP_OK) return s;
@@ -261,13 +270,15 @@ sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
         s = set_revoked(r, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
     PQclear(res);
     if (s != SP_OK) return s;
-    /* only now: a rewrite cut short by a failure is redone on the next connection */
-    if (spredis_generation(r) == gen) {
-        svc->redis_gen[w] = gen;
-        char count[16];
-        snprintf(count, sizeof(count), "%d", n);
-        sp_log_info(spbus_req_id(req), "revocations_rewritten", "count", count);
-    }
+    /* the gateway accepts no token while this key is missing (an empty, restarted Redis) */
+    redisReply *rep = NULL;
+    s = spredis_cmd(&rep, r, "SET", AUTH_REVOCATIONS_LOADED_KEY, "1", NULL);
+    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_STATUS)) s = SP_ERR_UNAVAILABLE;
+    if (rep != NULL) freeReplyObject(rep);
+    if (s != SP_OK) return s;
+    char count[16];
+    snprintf(count, sizeof(count), "%d", n);
+    sp_log_info(rid, "revocations_rewritten", "count", count);
     return SP_OK;
 }
 

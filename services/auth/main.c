@@ -154,6 +154,11 @@ int main(int argc, char **argv)
         rc = fail("outbox_start_failed", s);
         goto out;
     }
+    s = auth_keeper_create(&svc.keeper, svc.db_url, svc.redis_url, svc.access_ttl_s);
+    if (s != SP_OK) {
+        rc = fail("keeper_start_failed", s);
+        goto out;
+    }
     s = spbus_serve(&service, bus, "auth", "auth", svc.routes, svc.nroutes, svc.workers, &svc);
     if (s != SP_OK) {
         rc = fail("serve_failed", s);
@@ -179,6 +184,7 @@ out:
     spadmin_stop(admin); /* first: /readyz looks at the bus */
     spbus_service_destroy(service);
     auth_outbox_destroy(svc.outbox); /* before the bus it publishes on */
+    auth_keeper_destroy(svc.keeper);
     spbus_destroy(bus);
     if (svc.db != NULL)
         for (int i = 0; i < svc.workers; i++)

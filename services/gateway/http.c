@@ -209,8 +209,12 @@ void gw_http_thread_exit(void)
     tl_redis = NULL;
 }
 
-/* EXISTS sp:revoked:sid:<sid>: *revoked set on SP_OK; SP_ERR_UNAVAILABLE when Redis
- * cannot answer. */
+/* Set by auth once Redis holds every recent revocation; an empty Redis (restarted without
+ * its data) lacks it until auth has rewritten them (services/auth/revocations.c). */
+#define REVOCATIONS_LOADED_KEY "sp:revocations:loaded"
+
+/* MGET sp:revoked:sid:<sid> and the loaded key in one round trip: *revoked set on SP_OK;
+ * SP_ERR_UNAVAILABLE when Redis cannot answer or does not hold the revocations yet. */
 static sp_status sid_revoked(gw_req *r, const char *sid, bool *revoked)
 {
     char key[128];
@@ -220,11 +224,14 @@ static sp_status sid_revoked(gw_req *r, const char *sid, bool *revoked)
     if (tl_redis == NULL && spredis_create(&tl_redis, r->g->redis_url, REDIS_TIMEOUT_MS) != SP_OK)
         return SP_ERR_UNAVAILABLE;
     snprintf(key, sizeof(key), "sp:revoked:sid:%s", sid);
-    sp_status s = spredis_cmd(&rep, tl_redis, "EXISTS", key, NULL);
+    sp_status s = spredis_cmd(&rep, tl_redis, "MGET", key, REVOCATIONS_LOADED_KEY, NULL);
     /* a connection that died with a restarted server fails once: the retry reconnects */
-    if (s == SP_ERR_UNAVAILABLE) s = spredis_cmd(&rep, tl_redis, "EXISTS", key, NULL);
-    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_INTEGER)) s = SP_ERR_UNAVAILABLE;
-    if (s == SP_OK) *revoked = rep->integer != 0;
+    if (s == SP_ERR_UNAVAILABLE)
+        s = spredis_cmd(&rep, tl_redis, "MGET", key, REVOCATIONS_LOADED_KEY, NULL);
+    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                       rep->element[1]->type == REDIS_REPLY_NIL))
+        s = SP_ERR_UNAVAILABLE;
+    if (s == SP_OK) *revoked = rep->element[0]->type != REDIS_REPLY_NIL;
     if (rep != NULL) freeReplyObject(rep);
     return s;
 }

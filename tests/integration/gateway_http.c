@@ -46,6 +46,12 @@ static void setup(void)
     env = sptest_start("gateway_http", SPTEST_NATS | SPTEST_REDIS);
     gw = sptest_start_service(env, "gateway", NULL);
     read_secret();
+    /* no auth service runs here: stand in for it and say Redis holds the revocations
+     * (auth's keeper sets this key), so that a valid token gets past the session check */
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_port);
+    ck_assert_int_eq(system(cmd), 0);
 }
 
 static void teardown(void)
@@ -360,6 +366,26 @@ START_TEST(me_with_valid_token_and_no_auth_service_is_503)
 }
 END_TEST
 
+/* an empty Redis (restarted without its data) holds no revocations: no token is accepted
+ * until auth has rewritten them and set the loaded key */
+START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
+             env->redis_port);
+    ck_assert_int_eq(system(cmd), 0);
+    char *tok = good_token();
+    sptest_resp *r = get_me_bearer(tok);
+    assert_error(r, 503, "unavailable");
+    ck_assert_str_eq(sptest_jstr(r, "error.message"), "session store unavailable");
+    sptest_resp_free(r);
+    free(tok);
+    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_port);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(route_without_body_refuses_a_body)
 {
     char *tok = good_token();
@@ -518,6 +544,7 @@ int main(void)
     tcase_add_test(tc, me_with_alg_none_is_invalid);
     tcase_add_test(tc, me_with_wrong_issuer_or_audience_is_invalid);
     tcase_add_test(tc, me_with_valid_token_and_no_auth_service_is_503);
+    tcase_add_test(tc, valid_token_is_503_while_revocations_are_not_loaded);
     tcase_add_test(tc, route_without_body_refuses_a_body);
     tcase_add_test(tc, register_with_text_plain_is_415);
     tcase_add_test(tc, register_with_2mib_body_is_413);
