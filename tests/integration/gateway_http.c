@@ -339,6 +339,37 @@ START_TEST(me_with_alg_none_is_invalid)
 }
 END_TEST
 
+/* A valid token's payload under another algorithm's header, signed with HMAC-SHA256 over
+ * the shared secret: the HS/RS confusion (a verifier that trusted the header's RS256 would
+ * take the secret for a public key) and the HS family's other members. */
+START_TEST(me_with_other_algorithm_header_is_invalid)
+{
+    char *good = good_token();
+    const char *payload = strchr(good, '.') + 1;
+    size_t plen = strcspn(payload, ".");
+    const char *algs[] = {"HS256", "RS256", "HS512", "HS384", "ES256", "PS256"};
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        char hdr[64], h64[128], input[4096], tok[4096 + 64], sig64[64];
+        uint8_t mac[32];
+        snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", algs[i]);
+        spcrypto_b64url_encode(h64, hdr, strlen(hdr));
+        int n = snprintf(input, sizeof(input), "%s.%.*s", h64, (int)plen, payload);
+        spcrypto_hmac_sha256(mac, jwt_secret, strlen(jwt_secret), input, (size_t)n);
+        spcrypto_b64url_encode(sig64, mac, sizeof(mac));
+        snprintf(tok, sizeof(tok), "%s.%s", input, sig64);
+        sptest_resp *r = get_me_bearer(tok);
+        if (i == 0) { /* the crafting is right: HS256 passes the token check (no auth: 503) */
+            ck_assert_msg(r->status == 503, "HS256: %ld %s", r->status, r->body);
+        } else {
+            ck_assert_msg(r->status == 401, "%s: %ld %s", algs[i], r->status, r->body);
+            ck_assert_str_eq(sptest_jstr(r, "error.code"), "invalid_token");
+        }
+        sptest_resp_free(r);
+    }
+    free(good);
+}
+END_TEST
+
 START_TEST(me_with_wrong_issuer_or_audience_is_invalid)
 {
     char *tok = sign(jwt_secret, "someone-else", "smartpark-api", good_claims());
@@ -542,6 +573,7 @@ int main(void)
     tcase_add_test(tc, me_with_token_of_another_key_is_invalid);
     tcase_add_test(tc, me_with_expired_token_is_token_expired);
     tcase_add_test(tc, me_with_alg_none_is_invalid);
+    tcase_add_test(tc, me_with_other_algorithm_header_is_invalid);
     tcase_add_test(tc, me_with_wrong_issuer_or_audience_is_invalid);
     tcase_add_test(tc, me_with_valid_token_and_no_auth_service_is_503);
     tcase_add_test(tc, valid_token_is_503_while_revocations_are_not_loaded);
