@@ -54,6 +54,16 @@ static void read_login_user(login_user *u, const PGresult *res, sp_arena *a)
     }
 }
 
+/* Replies internal when read_login_user could not copy the row (the arena ran out). */
+static sp_status login_user_copied_or_reply(spbus_req *req, const login_user *u)
+{
+    if (u->id == NULL || u->public_id == NULL || (u->client_id != NULL && u->client_role == NULL)) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    return SP_OK;
+}
+
 /* Presence and upper limits of a LoginRequest; replies 400 validation_failed. */
 static sp_status validate_login_or_reply(spbus_req *req, const Sp__Auth__V1__LoginRequest *in)
 {
@@ -94,11 +104,7 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
         spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "invalid email or password", NULL);
         return SP_ERR_UNAUTHENTICATED;
     }
-    if (u->id == NULL || u->public_id == NULL || (u->client_id != NULL && u->client_role == NULL)) {
-        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
-        return SP_ERR_INTERNAL;
-    }
-    return SP_OK;
+    return login_user_copied_or_reply(req, u);
 }
 
 /* Stores a new session for 'u' with its first refresh token; writes the session id (the
@@ -423,11 +429,7 @@ static sp_status find_user_or_reply(spbus_req *req, spdb *db, const char *user_i
         spbus_reply_error(req, SP_ERR_INVALID_TOKEN, "invalid refresh token", NULL);
         return SP_ERR_INVALID_TOKEN;
     }
-    if (u->id == NULL || u->public_id == NULL || (u->client_id != NULL && u->client_role == NULL)) {
-        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
-        return SP_ERR_INTERNAL;
-    }
-    return SP_OK;
+    return login_user_copied_or_reply(req, u);
 }
 
 /* Marks the token of 'row' used, stores its successor and commits; *refresh is the new
