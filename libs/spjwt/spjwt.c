@@ -186,6 +186,17 @@ static int64_t sat_add(int64_t a, int64_t b)
     return r;
 }
 
+/* nbf, iat and exp of verified claims at 'now', with the keys' leeway. */
+static sp_status check_times(const spjwt_claims *c, const spjwt_keys *k, int64_t now)
+{
+    int64_t leeway = k->leeway_s > 0 ? k->leeway_s : 0;
+    int64_t late = sat_add(now, leeway), early = sat_add(now, -leeway);
+    if (c->nbf != 0 && c->nbf > late) return reject("nbf in the future");
+    if (c->iat > late) return reject("iat in the future");
+    if (c->exp <= early) return SP_ERR_TOKEN_EXPIRED;
+    return SP_OK;
+}
+
 /* Signature and claims of an already-decoded token (see spjwt_verify). */
 static sp_status check_claims(spjwt_claims *c, const spjwt_keys *k, jwt_t *jwt, int64_t now)
 {
@@ -210,13 +221,48 @@ static sp_status check_claims(spjwt_claims *c, const spjwt_keys *k, jwt_t *jwt, 
     if (grant_int(jwt, "iat", &c->iat) != 1) return reject("iat");
     if (grant_int(jwt, "exp", &c->exp) != 1) return reject("exp");
     if (grant_int(jwt, "nbf", &c->nbf) < 0) return reject("nbf");
+    return check_times(c, k, now);
+}
 
-    int64_t leeway = k->leeway_s > 0 ? k->leeway_s : 0;
-    int64_t late = sat_add(now, leeway), early = sat_add(now, -leeway);
-    if (c->nbf != 0 && c->nbf > late) return reject("nbf in the future");
-    if (c->iat > late) return reject("iat in the future");
-    if (c->exp <= early) return SP_ERR_TOKEN_EXPIRED;
-    return SP_OK;
+/* The last token this thread verified, with the keys it was verified with: a client sends
+ * the same access token for its whole lifetime, and checking the signature again (libjwt:
+ * base64, two JSON parses, an HMAC) for the same bytes under the same keys can only give
+ * the same answer. The times are checked again on every call. */
+#define CACHE_MAX_KEY 256
+static __thread struct {
+    bool valid;
+    size_t keylen, n;
+    uint8_t key[CACHE_MAX_KEY];
+    char issuer[256], audience[256];
+    int leeway_s;
+    char token[SPJWT_MAX_TOKEN + 1];
+    spjwt_claims c;
+} tl_last;
+
+static bool remembered(const spjwt_keys *k, const char *token, size_t n)
+{
+    return tl_last.valid && tl_last.n == n && tl_last.keylen == k->keylen &&
+           tl_last.leeway_s == k->leeway_s && memcmp(tl_last.token, token, n) == 0 &&
+           memcmp(tl_last.key, k->key, k->keylen) == 0 && strcmp(tl_last.issuer, k->issuer) == 0 &&
+           strcmp(tl_last.audience, k->audience) == 0;
+}
+
+static void remember(const spjwt_keys *k, const char *token, size_t n, const spjwt_claims *c)
+{
+    tl_last.valid = false;
+    if (k->keylen > CACHE_MAX_KEY || strlen(k->issuer) >= sizeof tl_last.issuer ||
+        strlen(k->audience) >= sizeof tl_last.audience)
+        return;
+    tl_last.keylen = k->keylen;
+    memcpy(tl_last.key, k->key, k->keylen);
+    strcpy(tl_last.issuer, k->issuer);
+    strcpy(tl_last.audience, k->audience);
+    tl_last.leeway_s = k->leeway_s;
+    memcpy(tl_last.token, token, n);
+    tl_last.token[n] = '\0';
+    tl_last.n = n;
+    tl_last.c = *c;
+    tl_last.valid = true;
 }
 
 /* Verifies 'token' at 'now'. On anything but SP_OK *c is zeroed (an expired token's claims
@@ -234,6 +280,11 @@ sp_status spjwt_verify(spjwt_claims *c, const spjwt_keys *k, const char *token, 
     if (token == NULL) return reject("no token");
     size_t n = strnlen(token, SPJWT_MAX_TOKEN + 1);
     if (n > SPJWT_MAX_TOKEN) return reject("exceeds SPJWT_MAX_TOKEN (4096)");
+    if (remembered(k, token, n)) {
+        sp_status s = check_times(&tl_last.c, k, now);
+        if (s == SP_OK) *c = tl_last.c;
+        return s;
+    }
     if (!shape_ok(token, n, &hlen)) return reject("shape");
     if (!header_ok(token, hlen)) return reject("header");
 
@@ -244,6 +295,9 @@ sp_status spjwt_verify(spjwt_claims *c, const spjwt_keys *k, const char *token, 
     }
     sp_status s = check_claims(&got, k, jwt, now);
     jwt_free(jwt);
-    if (s == SP_OK) *c = got;
+    if (s == SP_OK) {
+        *c = got;
+        remember(k, token, n, &got);
+    }
     return s;
 }

@@ -250,6 +250,49 @@ START_TEST(wrong_key_refused)
 }
 END_TEST
 
+/* ---- the thread's last verified token --------------------------------------------------- */
+
+/* once accepted, the same bytes are still refused under another key, issuer or audience */
+START_TEST(remembered_token_is_checked_against_the_keys_again)
+{
+    spjwt_keys k = keys(), other = keys();
+    spjwt_claims c = claims(), got;
+    char *t = sign_ok(&k, &c);
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_OK);
+    other.key = OTHER_KEY;
+    ck_assert_int_eq(spjwt_verify(&got, &other, t, NOW), SP_ERR_INVALID_TOKEN);
+    ck_assert_str_eq(got.sub, "");
+    other = keys();
+    other.issuer = "someone-else";
+    ck_assert_int_eq(spjwt_verify(&got, &other, t, NOW), SP_ERR_INVALID_TOKEN);
+    other = keys();
+    other.audience = "another-api";
+    ck_assert_int_eq(spjwt_verify(&got, &other, t, NOW), SP_ERR_INVALID_TOKEN);
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_OK);
+    ck_assert_str_eq(got.sid, c.sid);
+    free(t);
+}
+END_TEST
+
+/* a token accepted a moment ago expires all the same, and one byte changed is a new token */
+START_TEST(remembered_token_still_expires_and_differs_by_a_byte)
+{
+    spjwt_keys k = keys();
+    k.leeway_s = 0;
+    spjwt_claims c = claims(), got;
+    char *t = sign_ok(&k, &c);
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_OK);
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, c.exp), SP_ERR_TOKEN_EXPIRED);
+    ck_assert_str_eq(got.sub, "");
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, c.iat - 1), SP_ERR_INVALID_TOKEN); /* iat ahead */
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_OK);
+    size_t n = strlen(t);
+    t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A'; /* the signature's last-but-one character */
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_ERR_INVALID_TOKEN);
+    free(t);
+}
+END_TEST
+
 START_TEST(tampered_payload_refused)
 {
     spjwt_keys k = keys();
@@ -551,6 +594,8 @@ static Suite *spjwt_suite(void)
 
     t = tcase_create("signature");
     tcase_add_test(t, wrong_key_refused);
+    tcase_add_test(t, remembered_token_is_checked_against_the_keys_again);
+    tcase_add_test(t, remembered_token_still_expires_and_differs_by_a_byte);
     tcase_add_test(t, tampered_payload_refused);
     tcase_add_test(t, tampered_signature_refused);
     tcase_add_loop_test(t, alg_none_any_case_refused, 0,
