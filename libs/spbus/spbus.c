@@ -51,14 +51,29 @@ typedef struct inbox {
     char prefix[64];    /* "_SP_INBOX.<nuid>" */
 } inbox;
 
+/* A core subscription of spbus_subscribe. */
+typedef struct core_sub {
+    struct core_sub *next; /* in bus->subs, under bus->mu */
+    natsSubscription *sub;
+    spbus_msg_fn fn;
+    void *user;
+} core_sub;
+
 struct spbus {
     natsConnection **conns;
     int nconns;
+    atomic_uint_fast64_t disconnects;
+    spbus_revoked_fn on_revoked;
+    void *on_revoked_user;
+    core_sub *subs;
     pthread_mutex_t inbox_mu;
     inbox **free_inboxes; /* per connection, under inbox_mu; as many as requests in flight */
     atomic_uint rr;
     pthread_mutex_t mu;
     spbus_service *services;
+    pthread_mutex_t cb_mu; /* closed counts the connections whose closed callback ran */
+    pthread_cond_t cb_cv;
+    int closed;
 };
 
 struct spbus_req {
@@ -68,11 +83,15 @@ struct spbus_req {
     sp_arena *arena;
     const Sp__V1__RequestContext *ctx;
     const ProtobufCMessage *input;
+    const spbus_route *route;
     int worker;
     bool replied;
+    char **revoked; /* spbus_req_revoked, in the arena */
+    size_t nrevoked, caprevoked;
 };
 
 static bool join_workers(spbus_service *s, int64_t until_us);
+static sp_status map_nats(natsStatus ns);
 
 /* ---- library and connection ---------------------------------------------------------- */
 
@@ -113,8 +132,21 @@ static void on_connected(natsConnection *nc, void *closure)
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    (void)closure;
+    spbus *b = closure;
+    if (b != NULL) atomic_fetch_add(&b->disconnects, 1);
     sp_log_warn(NULL, "nats_disconnected");
+}
+
+/* The last callback cnats runs for a connection (one thread runs them all, in order):
+ * spbus_destroy waits for it before freeing 'b', which the other callbacks use. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    spbus *b = closure;
+    pthread_mutex_lock(&b->cb_mu);
+    b->closed++;
+    pthread_cond_broadcast(&b->cb_cv);
+    pthread_mutex_unlock(&b->cb_mu);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -165,7 +197,7 @@ static natsStatus set_servers(natsOptions *o, const char *url)
     return s;
 }
 
-static natsStatus build_options(natsOptions **out, const spbus_opts *opts)
+static natsStatus build_options(natsOptions **out, const spbus_opts *opts, spbus *b)
 {
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
@@ -174,7 +206,9 @@ static natsStatus build_options(natsOptions **out, const spbus_opts *opts)
         s = natsOptions_SetUserInfo(o, opts->user, opts->password ? opts->password : "");
     if (s == NATS_OK && opts->name != NULL && opts->name[0] != '\0')
         s = natsOptions_SetName(o, opts->name);
-    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    /* Buffered: the flusher thread writes what several threads published in one system
+     * call, and nats-server reads them in one go (SendAsap: one write per message). */
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, false);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK) s = natsOptions_SetReconnectJitter(o, 50, 250);
@@ -184,8 +218,9 @@ static natsStatus build_options(natsOptions **out, const spbus_opts *opts)
      * in the caller's thread, forever with unlimited reconnects. */
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
     if (s == NATS_OK) s = natsOptions_SetCustomInboxPrefix(o, "_SP_INBOX");
-    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, b);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, NULL);
     if (s != NATS_OK) {
         natsOptions_Destroy(o);
@@ -209,23 +244,28 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
         return SP_ERR_INTERNAL;
     }
 
-    natsOptions *o = NULL;
-    natsStatus ns = build_options(&o, opts);
-    if (ns != NATS_OK) {
-        sp_log_error(NULL, "nats_options_invalid", "error", natsStatus_GetText(ns));
-        return SP_ERR_VALIDATION_FAILED;
-    }
     spbus *b = calloc(1, sizeof(*b));
     if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL ||
         (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) == NULL) {
         if (b != NULL) free(b->conns);
         free(b);
-        natsOptions_Destroy(o);
         return SP_ERR_INTERNAL;
+    }
+    natsOptions *o = NULL;
+    natsStatus ns = build_options(&o, opts, b);
+    if (ns != NATS_OK) {
+        sp_log_error(NULL, "nats_options_invalid", "error", natsStatus_GetText(ns));
+        free(b->free_inboxes);
+        free(b->conns);
+        free(b);
+        return SP_ERR_VALIDATION_FAILED;
     }
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->inbox_mu, NULL);
+    pthread_mutex_init(&b->cb_mu, NULL);
+    pthread_cond_init(&b->cb_cv, NULL);
     atomic_init(&b->rr, 0);
+    atomic_init(&b->disconnects, 0);
     for (int i = 0; i < n; i++) {
         ns = natsConnection_Connect(&b->conns[i], o);
         if (ns == NATS_NOT_YET_CONNECTED) {
@@ -254,6 +294,52 @@ bool spbus_connected(const spbus *b)
     return false;
 }
 
+uint64_t spbus_disconnects(const spbus *b)
+{
+    return b == NULL ? 0 : (uint64_t)atomic_load(&((spbus *)b)->disconnects);
+}
+
+void spbus_on_revoked(spbus *b, spbus_revoked_fn fn, void *user)
+{
+    if (b == NULL) return;
+    b->on_revoked = fn;
+    b->on_revoked_user = user;
+}
+
+static void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    core_sub *cs = closure;
+    int len = natsMsg_GetDataLength(msg);
+    cs->fn(cs->user, natsMsg_GetSubject(msg), natsMsg_GetData(msg), len > 0 ? (size_t)len : 0);
+    natsMsg_Destroy(msg);
+}
+
+sp_status spbus_subscribe(spbus *b, const char *subject, spbus_msg_fn fn, void *user)
+{
+    if (b == NULL || b->nconns < 1 || subject == NULL || subject[0] == '\0' || fn == NULL)
+        return SP_ERR_INTERNAL;
+    core_sub *cs = calloc(1, sizeof(*cs));
+    if (cs == NULL) return SP_ERR_INTERNAL;
+    cs->fn = fn;
+    cs->user = user;
+    natsStatus ns = natsConnection_Subscribe(&cs->sub, b->conns[0], subject, on_core_msg, cs);
+    if (ns != NATS_OK) {
+        sp_log_error(NULL, "bus_subscribe_failed", "subject", subject, "error",
+                     natsStatus_GetText(ns));
+        free(cs);
+        return map_nats(ns);
+    }
+    pthread_mutex_lock(&b->mu);
+    cs->next = b->subs;
+    b->subs = cs;
+    pthread_mutex_unlock(&b->mu);
+    if (natsConnection_Status(b->conns[0]) == NATS_CONN_STATUS_CONNECTED)
+        natsConnection_FlushTimeout(b->conns[0], 2000); /* subscribed on the server */
+    return SP_OK;
+}
+
 /* The next connection round-robin that is connected, or NULL when none is. */
 static natsConnection *pick_conn(spbus *b)
 {
@@ -270,6 +356,8 @@ void spbus_drain(spbus *b, int timeout_ms)
     if (b == NULL) return;
     int64_t until = sp_monotonic_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
     pthread_mutex_lock(&b->mu);
+    for (core_sub *cs = b->subs; cs != NULL; cs = cs->next)
+        natsSubscription_Drain(cs->sub);
     for (spbus_service *s = b->services; s != NULL; s = s->next)
         if (s->sub != NULL) natsSubscription_Drain(s->sub);
     for (spbus_service *s = b->services; s != NULL; s = s->next) {
@@ -311,8 +399,31 @@ void spbus_destroy(spbus *b)
             free(ib);
         }
     free(b->free_inboxes);
+    /* Unsubscribe waits for a running callback of the subscription to end. */
+    for (core_sub *cs = b->subs, *next; cs != NULL; cs = next) {
+        next = cs->next;
+        (void)natsSubscription_Unsubscribe(cs->sub);
+        natsSubscription_Destroy(cs->sub);
+        free(cs);
+    }
     for (int i = 0; i < b->nconns; i++)
         natsConnection_Destroy(b->conns[i]);
+    /* cnats runs the callbacks later on its own thread: wait until none is left for 'b'. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&b->cb_mu);
+    int rc = 0;
+    while (b->closed < b->nconns && rc == 0)
+        rc = pthread_cond_timedwait(&b->cb_cv, &b->cb_mu, &until);
+    bool all = b->closed >= b->nconns;
+    pthread_mutex_unlock(&b->cb_mu);
+    if (!all) {
+        sp_log_error(NULL, "bus_callbacks_pending"); /* leak rather than free what they use */
+        return;
+    }
+    pthread_cond_destroy(&b->cb_cv);
+    pthread_mutex_destroy(&b->cb_mu);
     free(b->conns);
     pthread_mutex_destroy(&b->inbox_mu);
     pthread_mutex_destroy(&b->mu);
@@ -492,6 +603,9 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
         rep = sp__v1__reply__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(reply));
         if (rep == NULL) s = SP_ERR_INTERNAL;
     }
+    if (s == SP_OK && b->on_revoked != NULL)
+        for (size_t i = 0; i < rep->n_revoked_sessions; i++)
+            b->on_revoked(b->on_revoked_user, rep->revoked_sessions[i]);
     if (s == SP_OK && rep->result_case == SP__V1__REPLY__RESULT_ERROR) {
         if (err != NULL) *err = rep->error;
         s = sp_error_from_code(rep->error->code);
@@ -596,11 +710,32 @@ static sp_status send_reply(spbus_req *req, const Sp__V1__Reply *rep)
     req->replied = true;
     const char *to = natsMsg_GetReply(req->msg);
     if (to == NULL || to[0] == '\0') return SP_OK; /* a publish, not a request: no one waits */
+    Sp__V1__Reply with = *rep;
+    with.n_revoked_sessions = req->nrevoked;
+    with.revoked_sessions = req->revoked;
+    rep = &with;
     uint8_t *buf = NULL;
     size_t len = 0;
     sp_status s = pack_in_arena(&buf, &len, &rep->base, req->arena);
     if (s != SP_OK) return s;
     return map_nats(natsConnection_Publish(req->nc, to, buf, (int)len));
+}
+
+sp_status spbus_req_revoked(spbus_req *req, const char *session_id)
+{
+    if (req == NULL || session_id == NULL || req->replied) return SP_ERR_INTERNAL;
+    if (req->nrevoked == req->caprevoked) {
+        size_t cap = req->caprevoked ? req->caprevoked * 2 : 8;
+        char **grown = sp_arena_alloc(req->arena, cap * sizeof(*grown));
+        if (grown == NULL) return SP_ERR_INTERNAL;
+        if (req->nrevoked > 0) memcpy(grown, req->revoked, req->nrevoked * sizeof(*grown));
+        req->revoked = grown;
+        req->caprevoked = cap;
+    }
+    char *copy = sp_arena_strdup(req->arena, session_id);
+    if (copy == NULL) return SP_ERR_INTERNAL;
+    req->revoked[req->nrevoked++] = copy;
+    return SP_OK;
 }
 
 sp_status spbus_reply(spbus_req *req, const ProtobufCMessage *out)
@@ -682,86 +817,135 @@ static const spbus_route *find_route(const spbus_service *svc, const char *metho
     return NULL;
 }
 
-/* Runs one request on the subscription's delivery thread: envelope, deadline, route,
- * input, handler; replies bad_request / not_found / the handler's error as needed. */
-static void handle_request(spbus_req *req)
+/* The route of a request subject "sp.<api>.v1.<Method>", or NULL. */
+static const spbus_route *route_of(const spbus_service *svc, const char *subject)
+{
+    const char *dot = strrchr(subject, '.');
+    return find_route(svc, dot != NULL ? dot + 1 : subject);
+}
+
+/* Envelope, deadline, route, input: true when the request is ready for its handler;
+ * otherwise it was answered (bad_request, not_found) or dropped (past its deadline). */
+static bool prepare_request(spbus_req *req)
 {
     const char *subject = natsMsg_GetSubject(req->msg);
     int dlen = natsMsg_GetDataLength(req->msg);
     if (dlen < 0 || (size_t)dlen > SPBUS_MAX_MSG) {
         spbus_reply_error(req, SP_ERR_PAYLOAD_TOO_LARGE, "request exceeds 8 MiB", NULL);
-        return;
+        return false;
     }
     ProtobufCAllocator al = spbus_arena_allocator(req->arena);
     Sp__V1__Request *r =
         sp__v1__request__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(req->msg));
     if (r == NULL || r->ctx == NULL) {
         spbus_reply_error(req, SP_ERR_BAD_REQUEST, "malformed request envelope", NULL);
-        return;
+        return false;
     }
     req->ctx = r->ctx;
     if (r->ctx->has_deadline_us && r->ctx->deadline_us > 0 && r->ctx->deadline_us < sp_now_us()) {
         sp_log_debug(spbus_req_id(req), "bus_request_expired", "subject", subject);
         req->replied = true; /* dropped on purpose: the caller has given up */
-        return;
+        return false;
     }
-    const char *dot = strrchr(subject, '.');
-    const spbus_route *route = find_route(req->svc, dot != NULL ? dot + 1 : subject);
-    if (route == NULL) {
+    req->route = route_of(req->svc, subject);
+    if (req->route == NULL) {
         spbus_reply_error(req, SP_ERR_NOT_FOUND, "unknown method", NULL);
-        return;
+        return false;
     }
     size_t plen = r->has_payload ? r->payload.len : 0;
     req->input =
-        protobuf_c_message_unpack(route->in_desc, &al, plen, plen ? r->payload.data : NULL);
+        protobuf_c_message_unpack(req->route->in_desc, &al, plen, plen ? r->payload.data : NULL);
     if (req->input == NULL) {
         spbus_reply_error(req, SP_ERR_BAD_REQUEST, "malformed request payload", NULL);
-        return;
+        return false;
     }
-    sp_status s = route->fn(req);
+    return true;
+}
+
+/* Replies 's' (or internal) for a handler that did not reply, logs, frees the request. */
+static void finish_request(spbus_req *req, sp_status s, int64_t t0)
+{
     if (!req->replied) {
         if (s == SP_OK) {
-            sp_log_error(spbus_req_id(req), "bus_handler_did_not_reply", "method", route->method);
+            sp_log_error(spbus_req_id(req), "bus_handler_did_not_reply", "method",
+                         req->route != NULL ? req->route->method : "");
             s = SP_ERR_INTERNAL;
         }
         spbus_reply_error(req, s, s == SP_ERR_INTERNAL ? "internal error" : sp_error_code(s), NULL);
     }
-}
-
-/* Handles one message on worker 'w'. */
-static void serve_msg(worker *w, natsMsg *msg)
-{
-    int64_t t0 = sp_monotonic_us();
-    spbus_req req = {.svc = w->svc, .nc = w->svc->nc, .msg = msg, .worker = w->index};
-    req.arena = sp_arena_create(4096);
-    if (req.arena == NULL) {
-        natsMsg_Destroy(msg);
-        return;
-    }
-    handle_request(&req);
     char us[24];
     snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
-    const char *subject = natsMsg_GetSubject(msg);
+    const char *subject = natsMsg_GetSubject(req->msg);
     const char *dot = strrchr(subject, '.');
-    sp_log_debug(spbus_req_id(&req), "bus_request_served", "method", dot ? dot + 1 : subject, "us",
+    sp_log_debug(spbus_req_id(req), "bus_request_served", "method", dot ? dot + 1 : subject, "us",
                  us);
-    sp_arena_destroy(req.arena);
-    natsMsg_Destroy(msg);
+    sp_arena_destroy(req->arena);
+    natsMsg_Destroy(req->msg);
+}
+
+/* Serves the messages a worker took together: each alone through its route's handler, or
+ * with the others of the same method through the route's batch handler. */
+static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
+{
+    int64_t t0 = sp_monotonic_us();
+    spbus_req reqs[SPBUS_MAX_BATCH];
+    spbus_req *batch[SPBUS_MAX_BATCH];
+    bool ready[SPBUS_MAX_BATCH];
+
+    for (size_t i = 0; i < n; i++) {
+        reqs[i] = (spbus_req){.svc = w->svc, .nc = w->svc->nc, .msg = msgs[i], .worker = w->index};
+        reqs[i].arena = sp_arena_create(4096);
+        ready[i] = false;
+        if (reqs[i].arena == NULL) {
+            natsMsg_Destroy(msgs[i]);
+            continue;
+        }
+        ready[i] = prepare_request(&reqs[i]);
+        if (!ready[i]) finish_request(&reqs[i], SP_OK, t0);
+    }
+    /* requests of batch routes: one call per route */
+    for (size_t i = 0; i < n; i++) {
+        if (!ready[i] || reqs[i].route->batch == NULL) continue;
+        const spbus_route *route = reqs[i].route;
+        size_t nb = 0;
+        for (size_t j = i; j < n; j++)
+            if (ready[j] && reqs[j].route == route) {
+                batch[nb++] = &reqs[j];
+                ready[j] = false;
+            }
+        route->batch(batch, nb);
+        for (size_t j = 0; j < nb; j++)
+            finish_request(batch[j], SP_OK, t0);
+    }
+    /* then, in the order they came, the others (a request of another method taken along) */
+    for (size_t i = 0; i < n; i++)
+        if (ready[i]) finish_request(&reqs[i], reqs[i].route->fn(&reqs[i]), t0);
 }
 
 /* A worker thread: takes the next request from the service's one subscription. All the
  * workers pull from one queue, so a request waits only when every worker is busy (with one
- * subscription per worker the server would pick a busy one at random). Ends when the
- * subscription is closed (drained, unsubscribed, connection closed) or on 'stop'. */
+ * subscription per worker the server would pick a busy one at random). A request of a
+ * batch route takes with it the requests of the same method queued behind it (never
+ * waiting for more), so that one query answers them all. Ends when the subscription is
+ * closed (drained, unsubscribed, connection closed) or on 'stop'. */
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     spbus_service *s = w->svc;
+    natsMsg *msgs[SPBUS_MAX_BATCH];
     for (;;) {
         natsMsg *msg = NULL;
         natsStatus ns = natsSubscription_NextMsg(&msg, s->sub, SPBUS_POLL_MS);
         if (ns == NATS_OK) {
-            serve_msg(w, msg);
+            size_t n = 0;
+            msgs[n++] = msg;
+            const spbus_route *r = route_of(s, natsMsg_GetSubject(msg));
+            while (r != NULL && r->batch != NULL && n < SPBUS_MAX_BATCH &&
+                   natsSubscription_NextMsg(&msg, s->sub, 0) == NATS_OK) {
+                msgs[n++] = msg;
+                if (route_of(s, natsMsg_GetSubject(msg)) != r) break; /* served alone */
+            }
+            serve_msgs(w, msgs, n);
             continue;
         }
         if (ns == NATS_TIMEOUT || ns == NATS_SLOW_CONSUMER) {
@@ -850,7 +1034,8 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
         s->routes[i] = routes[i];
         s->routes[i].method = strdup(routes[i].method ? routes[i].method : "");
         s->nroutes = i + 1;
-        if (s->routes[i].method == NULL || routes[i].fn == NULL || routes[i].in_desc == NULL) {
+        if (s->routes[i].method == NULL || (routes[i].fn == NULL) == (routes[i].batch == NULL) ||
+            routes[i].in_desc == NULL) {
             free_service(s);
             return SP_ERR_INTERNAL;
         }

@@ -50,11 +50,18 @@ typedef struct {
     size_t nroutes;
     struct auth_outbox *outbox; /* publisher of auth.outbox (outbox.c); NULL: none */
     struct auth_keeper *keeper; /* keeps the revocations in Redis (revocations.c) */
+    spbus *bus;                 /* for sp.auth.changed.sessions */
 } auth_svc;
+
+/* Where auth announces each revoked session to every gateway (SessionsRevoked). */
+#define AUTH_SESSIONS_REVOKED_SUBJECT "sp.auth.changed.sessions"
 
 /* Appends one route to svc->routes (aborts past AUTH_MAX_ROUTES: a programming error). */
 void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
                     const ProtobufCMessageDescriptor *in_desc);
+/* The same for a route whose requests queued together are served in one call. */
+void auth_route_add_batch(auth_svc *svc, const char *method, spbus_batch_handler batch,
+                          const ProtobufCMessageDescriptor *in_desc);
 /* users.c: Register, GetMe. sessions.c: Login, Refresh, Logout. */
 void users_register(auth_svc *svc);
 void sessions_register(auth_svc *svc);

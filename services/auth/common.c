@@ -17,6 +17,13 @@ void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
     svc->routes[svc->nroutes++] = (spbus_route){.method = method, .fn = fn, .in_desc = in_desc};
 }
 
+void auth_route_add_batch(auth_svc *svc, const char *method, spbus_batch_handler batch,
+                          const ProtobufCMessageDescriptor *in_desc)
+{
+    auth_route_add(svc, method, NULL, in_desc);
+    svc->routes[svc->nroutes - 1].batch = batch;
+}
+
 sp_status auth_db_or_reply(spdb **out, spbus_req *req)
 {
     auth_svc *svc = spbus_req_user(req);
@@ -282,6 +289,20 @@ sp_status auth_revocations_rewrite(spredis *r, spdb *db, int64_t access_ttl_s, c
     return SP_OK;
 }
 
+/* Publishes SessionsRevoked{sid} on AUTH_SESSIONS_REVOKED_SUBJECT (core: at most once). */
+static void announce_revoked(spbus *bus, const char *sid)
+{
+    uint8_t buf[128];
+    char *ids[] = {(char *)sid};
+    Sp__Auth__V1__SessionsRevoked m = SP__AUTH__V1__SESSIONS_REVOKED__INIT;
+    m.n_session_ids = 1;
+    m.session_ids = ids;
+    if (bus == NULL || strlen(sid) > 64) return;
+    size_t len = sp__auth__v1__sessions_revoked__pack(&m, buf);
+    sp_status s = spbus_publish(bus, AUTH_SESSIONS_REVOKED_SUBJECT, buf, len);
+    if (s != SP_OK) sp_log_warn(NULL, "revocation_not_announced", "sid", sid, "code", sp_error_code(s));
+}
+
 sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid)
 {
     auth_svc *svc = spbus_req_user(req);
@@ -292,7 +313,14 @@ sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *si
         snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
         s = set_revoked(auth_worker_redis(req), sid, ttl);
     }
-    if (s == SP_OK) return SP_OK;
+    if (s == SP_OK) {
+        /* the calling gateway applies it before it answers (the reply carries it), every
+         * other gateway within a message's time; a lost message heals when that gateway
+         * next reloads the set from Redis */
+        spbus_req_revoked(req, sid);
+        announce_revoked(svc->bus, sid);
+        return SP_OK;
+    }
     sp_log_warn(spbus_req_id(req), "revocation_not_in_redis", "sid", sid, "code", sp_error_code(s));
     spbus_reply_error(req, SP_ERR_UNAVAILABLE, "revocation store unavailable", NULL);
     return SP_ERR_UNAVAILABLE;

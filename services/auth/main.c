@@ -143,6 +143,7 @@ int main(int argc, char **argv)
         rc = fail("nats_connect_failed", s);
         goto out;
     }
+    svc.bus = bus;
     rs.bus = bus;
 
     users_register(&svc);

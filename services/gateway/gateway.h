@@ -69,13 +69,34 @@ void gw_proxies_destroy(gw_proxies *p);
  * not an IP address makes the whole header ignored (the peer). */
 void gw_client_ip(char *out, size_t outlen, const gw_proxies *p, const char *peer, const char *xff);
 
+/* ---- revoked sessions (revoked.c) ---------------------------------------------------- */
+
+/* Where auth announces revoked sessions (sp.auth.v1.SessionsRevoked). */
+#define GW_SESSIONS_REVOKED_SUBJECT "sp.auth.changed.sessions"
+
+/* The revoked sessions, a copy of Redis in memory kept fresh by a keeper thread. */
+typedef struct gw_revoked gw_revoked;
+
+/* Hooks into 'bus' (revoking replies, auth's announcements), connects to Redis, starts the
+ * keeper. *out is set even on failure: free it with gw_revoked_free after the bus. Tokens
+ * are refused (SP_ERR_UNAVAILABLE) until the first load from Redis. 'ttl_s': how long an
+ * entry is kept after it was last seen (the access token lifetime). */
+sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, int64_t ttl_s);
+/* SP_OK: not revoked; SP_ERR_INVALID_TOKEN: revoked (or not a session id);
+ * SP_ERR_UNAVAILABLE: the copy is not known to be fresh (Redis or NATS down). */
+sp_status gw_revoked_check(gw_revoked *rv, const char *sid);
+void gw_revoked_add(gw_revoked *rv, const char *sid);
+bool gw_revoked_fresh(gw_revoked *rv);
+void gw_revoked_stop(gw_revoked *rv); /* the keeper thread, before the bus goes */
+void gw_revoked_free(gw_revoked *rv); /* after the bus */
+
 /* ---- process state and the pipeline (http.c) ------------------------------------------- */
 
 typedef struct {
     spbus *bus;
     spredis *redis;           /* readiness only; guarded by redis_mu */
     pthread_mutex_t redis_mu;
-    const char *redis_url;    /* SP_REDIS_URL: each HTTP worker thread connects its own */
+    gw_revoked *revoked;      /* the revoked sessions (revoked.c) */
     spjwt_keys keys;
     long long max_body;       /* SP_HTTP_MAX_BODY */
     int bus_timeout_ms;       /* SP_BUS_TIMEOUT_MS */
@@ -84,9 +105,6 @@ typedef struct {
 
 /* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
 int gw_http_handle(struct mg_connection *conn);
-/* CivetWeb exit_thread callback: frees the calling thread's Redis connection (revoked
- * session checks keep one per worker thread). */
-void gw_http_thread_exit(void);
 /* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
 bool gw_ready(void *user, char *why, size_t whylen);
 /* SIGTERM: from now on new requests answer 503 (Connection: close) and /readyz 503; waits

@@ -197,58 +197,19 @@ static sp_status authenticate_or_reply(gw_req *r, spjwt_claims *claims)
 
 /* ---- revoked sessions ---------------------------------------------------------------- */
 
-#define REDIS_TIMEOUT_MS 200
-
-/* This CivetWeb worker thread's Redis connection, made on first use (hiredis contexts are
- * not thread-safe); freed by gw_http_thread_exit. */
-static __thread spredis *tl_redis;
-
-void gw_http_thread_exit(void)
-{
-    spredis_destroy(tl_redis);
-    tl_redis = NULL;
-}
-
-/* Set by auth once Redis holds every recent revocation; an empty Redis (restarted without
- * its data) lacks it until auth has rewritten them (services/auth/revocations.c). */
-#define REVOCATIONS_LOADED_KEY "sp:revocations:loaded"
-
-/* MGET sp:revoked:sid:<sid> and the loaded key in one round trip: *revoked set on SP_OK;
- * SP_ERR_UNAVAILABLE when Redis cannot answer or does not hold the revocations yet. */
-static sp_status sid_revoked(gw_req *r, const char *sid, bool *revoked)
-{
-    char key[128];
-    redisReply *rep = NULL;
-
-    *revoked = false;
-    if (tl_redis == NULL && spredis_create(&tl_redis, r->g->redis_url, REDIS_TIMEOUT_MS) != SP_OK)
-        return SP_ERR_UNAVAILABLE;
-    snprintf(key, sizeof(key), "sp:revoked:sid:%s", sid);
-    sp_status s = spredis_cmd(&rep, tl_redis, "MGET", key, REVOCATIONS_LOADED_KEY, NULL);
-    /* a connection that died with a restarted server fails once: the retry reconnects */
-    if (s == SP_ERR_UNAVAILABLE)
-        s = spredis_cmd(&rep, tl_redis, "MGET", key, REVOCATIONS_LOADED_KEY, NULL);
-    if (s == SP_OK && (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                       rep->element[1]->type == REDIS_REPLY_NIL))
-        s = SP_ERR_UNAVAILABLE;
-    if (s == SP_OK) *revoked = rep->element[0]->type != REDIS_REPLY_NIL;
-    if (rep != NULL) freeReplyObject(rep);
-    return s;
-}
-
-/* A verified token is accepted only once Redis says its session is not revoked (api.md:
- * revocation kills access tokens at once). Replies 401 invalid_token for a revoked session,
- * 503 unavailable (with Retry-After) when Redis cannot be asked. */
+/* A verified token is accepted only once its session is known not to be revoked (api.md:
+ * revocation kills access tokens at once), from the copy of Redis's revoked sessions in
+ * memory (revoked.c). Replies 401 invalid_token for a revoked session, 503 unavailable
+ * (with Retry-After) while that copy is not known to be fresh (Redis or NATS down). */
 static sp_status check_session_or_reply(gw_req *r, const spjwt_claims *claims)
 {
-    bool revoked = false;
     if (claims->sid[0] == '\0') return reply_error(r, SP_ERR_INVALID_TOKEN, "invalid access token");
-    sp_status s = sid_revoked(r, claims->sid, &revoked);
-    if (s != SP_OK) {
+    sp_status s = gw_revoked_check(r->g->revoked, claims->sid);
+    if (s == SP_ERR_UNAVAILABLE) {
         sp_log_warn(r->rid, "revocation_check_failed", "code", sp_error_code(s));
         return reply_error(r, SP_ERR_UNAVAILABLE, "session store unavailable");
     }
-    if (revoked) return reply_error(r, SP_ERR_INVALID_TOKEN, "session revoked");
+    if (s != SP_OK) return reply_error(r, SP_ERR_INVALID_TOKEN, "session revoked");
     return SP_OK;
 }
 

@@ -21,8 +21,9 @@ static const sp_cfg_item config[] = {
     {"SP_NATS_URL", SP_CFG_STR, "nats://127.0.0.1:4222", 1, 1024, "NATS server(s), comma-separated"},
     {"SP_NATS_USER", SP_CFG_STR, "gateway", 0, 128, "NATS user"},
     {"SP_NATS_PASSWORD", SP_CFG_SECRET, "", 0, 256, "NATS password"},
-    {"SP_NATS_CONNECTIONS", SP_CFG_INT, "4", 1, 64, "NATS connections requests are spread over"},
+    {"SP_NATS_CONNECTIONS", SP_CFG_INT, "1", 1, 64, "NATS connections requests are spread over (one batches best, bench/results)"},
     {"SP_REDIS_URL", SP_CFG_STR, "redis://127.0.0.1:56379", 1, 1024, "Redis, redis://[:password@]host:port[/db]"},
+    {"SP_ACCESS_TTL_S", SP_CFG_INT, "900", 60, 86400, "access token lifetime, seconds (same as auth): how long a revoked session is remembered"},
     {"SP_JWT_SECRET", SP_CFG_SECRET, NULL, 32, 4096, "HS256 key of access tokens (the string's bytes; same as auth)"},
     {"SP_JWT_ISSUER", SP_CFG_STR, "smartpark", 1, 256, "required 'iss' of access tokens"},
     {"SP_JWT_AUDIENCE", SP_CFG_STR, "smartpark-api", 1, 256, "required 'aud' of access tokens"},
@@ -35,14 +36,6 @@ static const sp_cfg_item config[] = {
 static int begin_request(struct mg_connection *conn)
 {
     return gw_http_handle(conn);
-}
-
-static void exit_thread(const struct mg_context *ctx, int thread_type, void *thread_pointer)
-{
-    (void)ctx;
-    (void)thread_type;
-    (void)thread_pointer;
-    gw_http_thread_exit();
 }
 
 static int log_message(const struct mg_connection *conn, const char *message)
@@ -77,7 +70,6 @@ static struct mg_context *start_http(const sp_config *cfg, gw_state *g)
     memset(&cb, 0, sizeof(cb));
     cb.begin_request = begin_request;
     cb.log_message = log_message;
-    cb.exit_thread = exit_thread;
     return mg_start(&cb, g, options);
 }
 
@@ -109,7 +101,6 @@ int main(int argc, char **argv)
     g.keys.issuer = sp_config_str(cfg, "SP_JWT_ISSUER");
     g.keys.audience = sp_config_str(cfg, "SP_JWT_AUDIENCE");
     g.keys.leeway_s = 30;
-    g.redis_url = sp_config_str(cfg, "SP_REDIS_URL");
     g.max_body = sp_config_int(cfg, "SP_HTTP_MAX_BODY");
     g.bus_timeout_ms = (int)sp_config_int(cfg, "SP_BUS_TIMEOUT_MS");
     if (gw_proxies_parse(&g.proxies, sp_config_str(cfg, "SP_TRUSTED_PROXIES"), err, sizeof(err)) !=
@@ -135,7 +126,9 @@ int main(int argc, char **argv)
         sp_log_error(NULL, "nats_connect_failed", "url", bo.url);
         goto out;
     }
-    if (spredis_create(&g.redis, sp_config_str(cfg, "SP_REDIS_URL"), 500) != SP_OK) {
+    if (spredis_create(&g.redis, sp_config_str(cfg, "SP_REDIS_URL"), 500) != SP_OK ||
+        gw_revoked_start(&g.revoked, g.bus, sp_config_str(cfg, "SP_REDIS_URL"),
+                         sp_config_int(cfg, "SP_ACCESS_TTL_S")) != SP_OK) {
         sp_log_error(NULL, "redis_url_invalid");
         goto out;
     }
@@ -171,7 +164,9 @@ out:
     if (http != NULL) mg_stop(http);
     spadmin_stop(admin);
     spredis_destroy(g.redis);
+    gw_revoked_stop(g.revoked);
     spbus_destroy(g.bus);
+    gw_revoked_free(g.revoked);
     mg_exit_library();
     pthread_mutex_destroy(&g.redis_mu);
     gw_proxies_destroy(g.proxies);

@@ -41,6 +41,8 @@ static void read_secret(void)
     ck_assert_uint_ge(strlen(jwt_secret), 32);
 }
 
+static bool wait_session_store(bool fresh);
+
 static void setup(void)
 {
     env = sptest_start("gateway_http", SPTEST_NATS | SPTEST_REDIS);
@@ -52,6 +54,7 @@ static void setup(void)
     snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
              env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
+    ck_assert(wait_session_store(true));
 }
 
 static void teardown(void)
@@ -103,6 +106,25 @@ static sptest_resp *get_me_bearer(const char *token)
     char h[8192];
     snprintf(h, sizeof(h), "Bearer %s", token);
     return get_me(h);
+}
+
+/* Waits (at most 3 s) until a valid token is past the session check ('fresh') or refused
+ * with 503 "session store unavailable" (!fresh): the gateway reads Redis's loaded key every
+ * 250 ms into its copy of the revoked sessions. */
+static bool wait_session_store(bool fresh)
+{
+    char *tok = good_token();
+    bool ok = false;
+    for (int i = 0; i < 150 && !ok; i++) {
+        if (i > 0) usleep(20 * 1000);
+        sptest_resp *r = get_me_bearer(tok);
+        const char *msg = r->json != NULL ? sptest_jstr(r, "error.message") : NULL;
+        bool stale = r->status == 503 && msg != NULL && strcmp(msg, "session store unavailable") == 0;
+        ok = fresh ? !stale : stale;
+        sptest_resp_free(r);
+    }
+    free(tok);
+    return ok;
 }
 
 /* The error shape every error answer has: code, message, requestId = X-Request-Id. */
@@ -405,6 +427,7 @@ START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
     snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
              env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
+    ck_assert(wait_session_store(false));
     char *tok = good_token();
     sptest_resp *r = get_me_bearer(tok);
     assert_error(r, 503, "unavailable");
@@ -414,6 +437,7 @@ START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
     snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
              env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
+    ck_assert(wait_session_store(true));
 }
 END_TEST
 

@@ -1,5 +1,6 @@
 /* test_spbus.c -- the bus against a real nats-server: envelope, errors, deadlines,
- * queue groups, concurrent workers, NATS restarts. */
+ * queue groups, concurrent workers, batch routes, revoked sessions, core subscriptions,
+ * NATS restarts. */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -67,13 +68,111 @@ static sp_status h_sleep(spbus_req *req)
     return spbus_reply(req, &out.base);
 }
 
+static atomic_int g_late_revoke; /* what spbus_req_revoked said after the reply; -1: not yet */
+
+/* Revoke: revokes sessions "s-1" then "s-2", then by 'email': "error" replies forbidden,
+ * "deny" returns forbidden without replying, anything else replies the email. Then tries
+ * one more revocation, which must fail since the reply is gone. */
+static sp_status h_revoke(spbus_req *req)
+{
+    const Sp__Auth__V1__RegisterRequest *in = (const void *)spbus_req_input(req);
+    const char *what = in->email != NULL ? in->email : "";
+    ck_assert_int_eq(spbus_req_revoked(req, "s-1"), SP_OK);
+    char s2[8] = "s-2"; /* the library copies it: overwritten right after */
+    ck_assert_int_eq(spbus_req_revoked(req, s2), SP_OK);
+    strcpy(s2, "XXX");
+    sp_status s;
+    if (strcmp(what, "deny") == 0) return SP_ERR_FORBIDDEN;
+    if (strcmp(what, "error") == 0) {
+        s = spbus_reply_error(req, SP_ERR_FORBIDDEN, "not yours", NULL);
+    } else {
+        Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+        out.email = (char *)what;
+        s = spbus_reply(req, &out.base);
+    }
+    atomic_store(&g_late_revoke, (int)spbus_req_revoked(req, "s-late"));
+    return s;
+}
+
 static const spbus_route k_routes[] = {
-    {"Echo", h_echo, &sp__auth__v1__register_request__descriptor},
-    {"Fail", h_fail, &sp__auth__v1__login_request__descriptor},
-    {"Deny", h_deny, &sp__auth__v1__get_me_request__descriptor},
-    {"Sleep", h_sleep, &sp__auth__v1__login_request__descriptor},
+    {"Echo", h_echo, &sp__auth__v1__register_request__descriptor, NULL},
+    {"Fail", h_fail, &sp__auth__v1__login_request__descriptor, NULL},
+    {"Deny", h_deny, &sp__auth__v1__get_me_request__descriptor, NULL},
+    {"Sleep", h_sleep, &sp__auth__v1__login_request__descriptor, NULL},
+    {"Revoke", h_revoke, &sp__auth__v1__register_request__descriptor, NULL},
 };
 #define NROUTES (sizeof(k_routes) / sizeof(k_routes[0]))
+
+/* What the batch handler saw, and in which order the handlers of the batch service ran. */
+static pthread_mutex_t g_batch_mu = PTHREAD_MUTEX_INITIALIZER;
+static size_t g_batch_sizes[64];   /* n of each call */
+static int g_batch_calls;
+static char g_batch_emails[64][16]; /* every input it was handed */
+static int g_batch_seen;
+static char g_order[32];            /* 'B' per batch call, 'N' per Note call */
+
+static void batch_reset(void)
+{
+    pthread_mutex_lock(&g_batch_mu);
+    g_batch_calls = 0;
+    g_batch_seen = 0;
+    g_order[0] = '\0';
+    pthread_mutex_unlock(&g_batch_mu);
+}
+
+static void order_add(char c)
+{
+    size_t n = strlen(g_order);
+    if (n + 1 < sizeof(g_order)) {
+        g_order[n] = c;
+        g_order[n + 1] = '\0';
+    }
+}
+
+/* Batch: echoes each request's email and request id, except "skip", left unanswered. */
+static void h_batch(spbus_req **reqs, size_t n)
+{
+    pthread_mutex_lock(&g_batch_mu);
+    if (g_batch_calls < 64) g_batch_sizes[g_batch_calls] = n;
+    g_batch_calls++;
+    order_add('B');
+    for (size_t i = 0; i < n; i++) {
+        const Sp__Auth__V1__RegisterRequest *in = (const void *)spbus_req_input(reqs[i]);
+        ck_assert_ptr_nonnull(in);
+        if (g_batch_seen < 64)
+            snprintf(g_batch_emails[g_batch_seen], sizeof(g_batch_emails[0]), "%s",
+                     in->email != NULL ? in->email : "");
+        g_batch_seen++;
+    }
+    pthread_mutex_unlock(&g_batch_mu);
+    for (size_t i = 0; i < n; i++) {
+        const Sp__Auth__V1__RegisterRequest *in = (const void *)spbus_req_input(reqs[i]);
+        if (in->email != NULL && strcmp(in->email, "skip") == 0) continue;
+        Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+        out.email = in->email;
+        out.id = (char *)spbus_req_id(reqs[i]);
+        ck_assert_int_eq(spbus_reply(reqs[i], &out.base), SP_OK);
+    }
+}
+
+/* Note: a plain route of the batch service; records that it ran. */
+static sp_status h_note(spbus_req *req)
+{
+    pthread_mutex_lock(&g_batch_mu);
+    order_add('N');
+    pthread_mutex_unlock(&g_batch_mu);
+    Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+    out.email = "note";
+    return spbus_reply(req, &out.base);
+}
+
+/* The batch service, api "tb". */
+static const spbus_route k_batch_routes[] = {
+    {"Batch", NULL, &sp__auth__v1__register_request__descriptor, h_batch},
+    {"Sleep", h_sleep, &sp__auth__v1__login_request__descriptor, NULL},
+    {"Note", h_note, &sp__auth__v1__register_request__descriptor, NULL},
+};
+#define NBATCH_ROUTES (sizeof(k_batch_routes) / sizeof(k_batch_routes[0]))
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -146,6 +245,220 @@ static sp_status echo_until_ok(spbus *b, int ms)
         if (s != SP_OK) usleep(100 * 1000);
     } while (s != SP_OK && sp_monotonic_us() < until);
     return s;
+}
+
+/* Polls '*flag' until it differs from 'unset' or 'ms' pass; returns its last value. */
+static int wait_change(atomic_int *flag, int unset, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    int v;
+    while ((v = atomic_load(flag)) == unset && sp_monotonic_us() < until)
+        usleep(5000);
+    return v;
+}
+
+/* The batch routes served as api "t" (so that sleep_req reaches their Sleep). */
+static spbus_service *serve_batch(spbus *b, int workers)
+{
+    spbus_service *s = NULL;
+    ck_assert_int_eq(
+        spbus_serve(&s, b, "t", "qb", k_batch_routes, NBATCH_ROUTES, workers, NULL), SP_OK);
+    return s;
+}
+
+/* A RegisterRequest with 'email' on 'subject', request id 'request_id' (may be NULL). */
+static sp_status email_req(spbus *b, const char *subject, const char *request_id,
+                           const char *email, int timeout_ms, sp_arena *a,
+                           Sp__Auth__V1__RegisterReply **out, Sp__V1__Error **err)
+{
+    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
+    ctx.request_id = (char *)request_id;
+    Sp__Auth__V1__RegisterRequest in = SP__AUTH__V1__REGISTER_REQUEST__INIT;
+    in.email = (char *)email;
+    ProtobufCMessage *m = NULL;
+    sp_status s = spbus_request(&m, err, b, subject, &ctx, &in.base,
+                                &sp__auth__v1__register_reply__descriptor, timeout_ms, a);
+    if (out != NULL) *out = (Sp__Auth__V1__RegisterReply *)m;
+    return s;
+}
+
+/* Waits (polling, at most 5 s) until a Sleep handler runs: the one worker is busy. */
+static void wait_worker_busy(void)
+{
+    int64_t until = sp_monotonic_us() + 5000 * 1000;
+    while (atomic_load(&g_running) == 0 && sp_monotonic_us() < until)
+        usleep(2000);
+    ck_assert_int_eq(atomic_load(&g_running), 1);
+}
+
+/* One caller of the batch route, on its own thread and arena. */
+typedef struct {
+    spbus *b;
+    const char *email; /* NULL: "e-<i>" */
+    int i;
+    sp_status s;
+    char want[16], got[16], got_id[16], err_code[32];
+} batch_arg;
+
+static void *par_batch(void *p)
+{
+    batch_arg *x = p;
+    sp_arena *a = sp_arena_create(1024);
+    char rid[16];
+    snprintf(rid, sizeof(rid), "r-%d", x->i);
+    snprintf(x->want, sizeof(x->want), "%s", x->email != NULL ? x->email : "");
+    if (x->email == NULL) snprintf(x->want, sizeof(x->want), "e-%d", x->i);
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    x->s = email_req(x->b, "sp.t.v1.Batch", rid, x->want, 5000, a, &r, &err);
+    if (r != NULL) {
+        snprintf(x->got, sizeof(x->got), "%s", r->email != NULL ? r->email : "(null)");
+        snprintf(x->got_id, sizeof(x->got_id), "%s", r->id != NULL ? r->id : "(null)");
+    }
+    if (err != NULL) snprintf(x->err_code, sizeof(x->err_code), "%s", err->code);
+    sp_arena_destroy(a);
+    return NULL;
+}
+
+/* Packs 'm' into 'buf' (256 bytes). */
+static size_t pack_small(uint8_t *buf, const ProtobufCMessage *m)
+{
+    ck_assert_uint_le(protobuf_c_message_get_packed_size(m), 256);
+    return protobuf_c_message_pack(m, buf);
+}
+
+/* Publishes from a plain connection, in order, an sp.v1.Request (deadline in 10 s) whose
+ * payload is the 'len' bytes at 'payload' (a packed message, or bytes that are not one),
+ * with reply subject 'reply'. */
+static void raw_send(natsConnection *nc, const char *subject, const char *reply,
+                     const uint8_t *payload, size_t len)
+{
+    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
+    ctx.has_deadline_us = 1;
+    ctx.deadline_us = sp_now_us() + 10 * 1000 * 1000;
+    Sp__V1__Request r = SP__V1__REQUEST__INIT;
+    r.ctx = &ctx;
+    r.has_payload = 1;
+    r.payload.data = (uint8_t *)payload;
+    r.payload.len = len;
+    uint8_t buf[512];
+    ck_assert_uint_le(sp__v1__request__get_packed_size(&r), sizeof(buf));
+    size_t n = sp__v1__request__pack(&r, buf);
+    ck_assert_int_eq(natsConnection_PublishRequest(nc, subject, reply, buf, (int)n), NATS_OK);
+}
+
+static void raw_send_email(natsConnection *nc, const char *subject, const char *reply,
+                           const char *email)
+{
+    Sp__Auth__V1__RegisterRequest in = SP__AUTH__V1__REGISTER_REQUEST__INIT;
+    in.email = (char *)email;
+    uint8_t buf[256];
+    raw_send(nc, subject, reply, buf, pack_small(buf, &in.base));
+}
+
+static void raw_send_sleep(natsConnection *nc, const char *reply, int ms)
+{
+    char txt[16];
+    snprintf(txt, sizeof(txt), "%d", ms);
+    Sp__Auth__V1__LoginRequest in = SP__AUTH__V1__LOGIN_REQUEST__INIT;
+    in.email = txt;
+    uint8_t buf[256];
+    raw_send(nc, "sp.t.v1.Sleep", reply, buf, pack_small(buf, &in.base));
+}
+
+/* Reads 'n' replies on 'sub' within 5 s; reply subjects end in ".<i>", i < n, and rep[i] is
+ * the reply to request i (free with sp__v1__reply__free_unpacked). */
+static void raw_replies(natsSubscription *sub, Sp__V1__Reply **rep, int n)
+{
+    for (int i = 0; i < n; i++)
+        rep[i] = NULL;
+    int64_t until = sp_monotonic_us() + 5000 * 1000;
+    for (int got = 0; got < n; got++) {
+        int64_t left = (until - sp_monotonic_us()) / 1000;
+        ck_assert_int_gt(left, 0);
+        natsMsg *m = NULL;
+        ck_assert_int_eq(natsSubscription_NextMsg(&m, sub, left), NATS_OK);
+        const char *dot = strrchr(natsMsg_GetSubject(m), '.');
+        ck_assert_ptr_nonnull(dot);
+        int i = atoi(dot + 1);
+        ck_assert(i >= 0 && i < n && rep[i] == NULL);
+        rep[i] = sp__v1__reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                       (const uint8_t *)natsMsg_GetData(m));
+        ck_assert_ptr_nonnull(rep[i]);
+        natsMsg_Destroy(m);
+    }
+}
+
+static void assert_reply_email(const Sp__V1__Reply *rep, const char *want)
+{
+    ck_assert_int_eq(rep->result_case, SP__V1__REPLY__RESULT_PAYLOAD);
+    Sp__Auth__V1__RegisterReply *r =
+        sp__auth__v1__register_reply__unpack(NULL, rep->payload.len, rep->payload.data);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->email, want);
+    sp__auth__v1__register_reply__free_unpacked(r, NULL);
+}
+
+static void assert_reply_error(const Sp__V1__Reply *rep, const char *code)
+{
+    ck_assert_int_eq(rep->result_case, SP__V1__REPLY__RESULT_ERROR);
+    ck_assert_str_eq(rep->error->code, code);
+}
+
+/* The session ids a client's spbus_on_revoked hook was given. */
+typedef struct {
+    int n;
+    char ids[8][16];
+    pthread_t caller;
+    bool other_thread; /* called from a thread other than the caller's */
+} revoked_rec;
+
+static void on_revoked_rec(void *user, const char *session_id)
+{
+    revoked_rec *r = user;
+    if (!pthread_equal(pthread_self(), r->caller)) r->other_thread = true;
+    if (r->n < 8) snprintf(r->ids[r->n], sizeof(r->ids[0]), "%s", session_id);
+    r->n++;
+}
+
+/* What a spbus_subscribe callback received. */
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    char subject[8][64];
+    char data[8][16];
+    size_t len[8];
+} msg_box;
+
+static void on_msg(void *user, const char *subject, const void *data, size_t len)
+{
+    msg_box *bx = user;
+    pthread_mutex_lock(&bx->mu);
+    if (bx->n < 8) {
+        snprintf(bx->subject[bx->n], sizeof(bx->subject[0]), "%s", subject);
+        bx->len[bx->n] = len;
+        if (len > 0) memcpy(bx->data[bx->n], data, len < 16 ? len : 16);
+    }
+    bx->n++;
+    pthread_mutex_unlock(&bx->mu);
+}
+
+static int box_count(msg_box *bx)
+{
+    pthread_mutex_lock(&bx->mu);
+    int n = bx->n;
+    pthread_mutex_unlock(&bx->mu);
+    return n;
+}
+
+/* Polls until 'bx' holds at least 'want' messages or 'ms' pass; returns how many it holds. */
+static int box_wait(msg_box *bx, int want, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    int n;
+    while ((n = box_count(bx)) < want && sp_monotonic_us() < until)
+        usleep(5000);
+    return n;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -641,6 +954,354 @@ START_TEST(connects_before_the_server_exists)
 }
 END_TEST
 
+START_TEST(batch_route_takes_the_queued_requests_together)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve_batch(b, 1);
+    spbus *c = bus_to(g_env->nats_url, 2);
+    batch_reset();
+    atomic_store(&g_running, 0);
+    /* The one worker sleeps 500 ms while the 20 requests queue up behind it. */
+    drain_arg sl = {.b = c};
+    pthread_t sleeper, th[20];
+    ck_assert_int_eq(pthread_create(&sleeper, NULL, drain_sleep, &sl), 0);
+    wait_worker_busy();
+    batch_arg args[20];
+    for (int i = 0; i < 20; i++) {
+        args[i] = (batch_arg){.b = c, .i = i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, par_batch, &args[i]), 0);
+    }
+    for (int i = 0; i < 20; i++)
+        pthread_join(th[i], NULL);
+    pthread_join(sleeper, NULL);
+    ck_assert_int_eq(sl.s, SP_OK);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(args[i].s, SP_OK);
+        ck_assert_str_eq(args[i].got, args[i].want); /* its own reply, not a neighbour's */
+        char rid[16];
+        snprintf(rid, sizeof(rid), "r-%d", i);
+        ck_assert_str_eq(args[i].got_id, rid);
+    }
+    pthread_mutex_lock(&g_batch_mu);
+    int calls = g_batch_calls, seen = g_batch_seen;
+    size_t total = 0, biggest = 0;
+    for (int i = 0; i < calls && i < 64; i++) {
+        total += g_batch_sizes[i];
+        if (g_batch_sizes[i] > biggest) biggest = g_batch_sizes[i];
+    }
+    pthread_mutex_unlock(&g_batch_mu);
+    ck_assert_int_eq(seen, 20);
+    ck_assert_uint_eq(total, 20);
+    ck_assert_int_lt(calls, 20);
+    ck_assert_uint_gt(biggest, 1);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+START_TEST(batch_request_left_unanswered_is_internal)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve_batch(b, 1);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    batch_reset();
+    atomic_store(&g_running, 0);
+    drain_arg sl = {.b = c};
+    pthread_t sleeper, th[3];
+    ck_assert_int_eq(pthread_create(&sleeper, NULL, drain_sleep, &sl), 0);
+    wait_worker_busy();
+    const char *emails[3] = {"a", "skip", "c"};
+    batch_arg args[3];
+    int64_t t0 = sp_monotonic_us();
+    for (int i = 0; i < 3; i++) {
+        args[i] = (batch_arg){.b = c, .i = i, .email = emails[i]};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, par_batch, &args[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    pthread_join(sleeper, NULL);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 3000 * 1000); /* answered, not timed out */
+    ck_assert_int_eq(args[0].s, SP_OK);
+    ck_assert_str_eq(args[0].got, "a");
+    ck_assert_int_eq(args[1].s, SP_ERR_INTERNAL);
+    ck_assert_str_eq(args[1].err_code, "internal");
+    ck_assert_int_eq(args[2].s, SP_OK);
+    ck_assert_str_eq(args[2].got, "c");
+    pthread_mutex_lock(&g_batch_mu);
+    ck_assert_int_eq(g_batch_seen, 3);
+    pthread_mutex_unlock(&g_batch_mu);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+START_TEST(batch_bad_requests_never_reach_the_handler)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve_batch(b, 1);
+    natsConnection *nc = raw_conn();
+    natsSubscription *sub = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "_TB.*"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    batch_reset();
+    /* One connection, so they queue in this order behind the Sleep: the worker takes 1 with
+     * 2 and 3 (same subject) and 4 (another method, which ends the batch), then 5. */
+    const uint8_t junk[3] = {0xff, 0xff, 0xff};
+    raw_send_sleep(nc, "_TB.0", 400);
+    raw_send_email(nc, "sp.t.v1.Batch", "_TB.1", "g1");
+    raw_send(nc, "sp.t.v1.Batch", "_TB.2", junk, sizeof(junk)); /* not a RegisterRequest */
+    ck_assert_int_eq(natsConnection_PublishRequest(nc, "sp.t.v1.Batch", "_TB.3", junk, 3),
+                     NATS_OK); /* not an envelope */
+    raw_send_email(nc, "sp.t.v1.NoSuchMethod", "_TB.4", "nf");
+    raw_send_email(nc, "sp.t.v1.Batch", "_TB.5", "g2");
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    Sp__V1__Reply *rep[6];
+    raw_replies(sub, rep, 6);
+    ck_assert_int_eq(rep[0]->result_case, SP__V1__REPLY__RESULT_PAYLOAD);
+    assert_reply_email(rep[1], "g1");
+    assert_reply_error(rep[2], "bad_request");
+    assert_reply_error(rep[3], "bad_request");
+    assert_reply_error(rep[4], "not_found");
+    assert_reply_email(rep[5], "g2");
+    for (int i = 0; i < 6; i++)
+        sp__v1__reply__free_unpacked(rep[i], NULL);
+    pthread_mutex_lock(&g_batch_mu);
+    ck_assert_int_eq(g_batch_seen, 2);
+    ck_assert_str_eq(g_batch_emails[0], "g1");
+    ck_assert_str_eq(g_batch_emails[1], "g2");
+    pthread_mutex_unlock(&g_batch_mu);
+    spbus_service_destroy(svc);
+    spbus_destroy(b);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(batch_other_method_taken_along_is_served_after_the_batch)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve_batch(b, 1);
+    natsConnection *nc = raw_conn();
+    natsSubscription *sub = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "_TB.*"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    batch_reset();
+    /* Queued in this order behind the Sleep: Batch x3, then Note (taken along, ends the batch). */
+    raw_send_sleep(nc, "_TB.0", 400);
+    raw_send_email(nc, "sp.t.v1.Batch", "_TB.1", "o1");
+    raw_send_email(nc, "sp.t.v1.Batch", "_TB.2", "o2");
+    raw_send_email(nc, "sp.t.v1.Batch", "_TB.3", "o3");
+    raw_send_email(nc, "sp.t.v1.Note", "_TB.4", "n");
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    Sp__V1__Reply *rep[5];
+    raw_replies(sub, rep, 5);
+    assert_reply_email(rep[1], "o1");
+    assert_reply_email(rep[2], "o2");
+    assert_reply_email(rep[3], "o3");
+    assert_reply_email(rep[4], "note");
+    for (int i = 0; i < 5; i++)
+        sp__v1__reply__free_unpacked(rep[i], NULL);
+    pthread_mutex_lock(&g_batch_mu);
+    ck_assert_int_eq(g_batch_calls, 1);
+    ck_assert_uint_eq(g_batch_sizes[0], 3);
+    ck_assert_str_eq(g_order, "BN"); /* the requests that came first are answered first */
+    pthread_mutex_unlock(&g_batch_mu);
+    spbus_service_destroy(svc);
+    spbus_destroy(b);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(revoked_sessions_reach_the_callers_hook)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve(b, "q", 1, NULL);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    revoked_rec rec = {.caller = pthread_self()};
+    spbus_on_revoked(c, on_revoked_rec, &rec);
+    sp_arena *a = sp_arena_create(1024);
+    const char *cases[3] = {"fine", "error", "deny"}; /* result, error reply, error returned */
+    for (int k = 0; k < 3; k++) {
+        rec.n = 0;
+        atomic_store(&g_late_revoke, -1);
+        Sp__Auth__V1__RegisterReply *r = NULL;
+        Sp__V1__Error *err = NULL;
+        sp_status s = email_req(c, "sp.t.v1.Revoke", NULL, cases[k], 2000, a, &r, &err);
+        if (k == 0) {
+            ck_assert_int_eq(s, SP_OK);
+            ck_assert_str_eq(r->email, "fine");
+        } else {
+            ck_assert_int_eq(s, SP_ERR_FORBIDDEN);
+            ck_assert_ptr_nonnull(err);
+            ck_assert_str_eq(err->code, "forbidden");
+        }
+        /* already there when spbus_request returned, on the caller's thread, in order */
+        ck_assert_int_eq(rec.n, 2);
+        ck_assert_str_eq(rec.ids[0], "s-1");
+        ck_assert_str_eq(rec.ids[1], "s-2");
+        ck_assert(!rec.other_thread);
+        if (k < 2) { /* a revocation after the reply is refused */
+            int late = wait_change(&g_late_revoke, -1, 2000);
+            ck_assert_int_ne(late, -1);
+            ck_assert_int_ne(late, SP_OK);
+        }
+    }
+    /* A request whose handler revokes nothing calls no hook. */
+    rec.n = 0;
+    ck_assert_int_eq(echo(c, NULL, "x", 2000, NULL, a), SP_OK);
+    ck_assert_int_eq(rec.n, 0);
+    sp_arena_destroy(a);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+START_TEST(revoked_sessions_without_a_hook_are_harmless)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve(b, "q", 1, NULL);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    sp_arena *a = sp_arena_create(1024);
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    ck_assert_int_eq(email_req(c, "sp.t.v1.Revoke", NULL, "fine", 2000, a, &r, &err), SP_OK);
+    ck_assert_str_eq(r->email, "fine");
+    ck_assert_int_eq(email_req(c, "sp.t.v1.Revoke", NULL, "error", 2000, a, &r, &err),
+                     SP_ERR_FORBIDDEN);
+    ck_assert_str_eq(err->message, "not yours");
+    sp_arena_destroy(a);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+START_TEST(subscribe_delivers_matching_subjects_intact)
+{
+    spbus *s = bus_to(g_env->nats_url, 1);
+    msg_box star = {.mu = PTHREAD_MUTEX_INITIALIZER}, all = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    ck_assert_int_eq(spbus_subscribe(s, "t.sub.*.changed", on_msg, &star), SP_OK);
+    ck_assert_int_eq(spbus_subscribe(s, "t.sub.>", on_msg, &all), SP_OK);
+    spbus *p = bus_to(g_env->nats_url, 1); /* one connection: its messages arrive in order */
+    const char bin[5] = {'a', '\0', 'b', '\xff', 'c'};
+    ck_assert_int_eq(spbus_publish(p, "t.sub.c1.changed", bin, sizeof(bin)), SP_OK);
+    ck_assert_int_eq(spbus_publish(p, "t.sub.c2.other", "zz", 2), SP_OK);
+    ck_assert_int_eq(spbus_publish(p, "t.other.c3.changed", "yy", 2), SP_OK);
+    ck_assert_int_eq(spbus_publish(p, "t.sub.c4.changed", NULL, 0), SP_OK);
+    /* The last one arriving means the earlier ones would have arrived before it. */
+    ck_assert_int_eq(box_wait(&star, 2, 3000), 2);
+    ck_assert_int_eq(box_wait(&all, 3, 3000), 3);
+    spbus_destroy(p);
+    spbus_destroy(s); /* no callback runs after this */
+    ck_assert_int_eq(star.n, 2);
+    ck_assert_str_eq(star.subject[0], "t.sub.c1.changed");
+    ck_assert_uint_eq(star.len[0], sizeof(bin));
+    ck_assert_int_eq(memcmp(star.data[0], bin, sizeof(bin)), 0);
+    ck_assert_str_eq(star.subject[1], "t.sub.c4.changed");
+    ck_assert_uint_eq(star.len[1], 0);
+    ck_assert_int_eq(all.n, 3);
+    ck_assert_str_eq(all.subject[0], "t.sub.c1.changed");
+    ck_assert_str_eq(all.subject[1], "t.sub.c2.other");
+    ck_assert_uint_eq(all.len[1], 2);
+    ck_assert_int_eq(memcmp(all.data[1], "zz", 2), 0);
+    ck_assert_str_eq(all.subject[2], "t.sub.c4.changed");
+}
+END_TEST
+
+START_TEST(subscribe_rejects_bad_arguments)
+{
+    spbus *s = bus_to(g_env->nats_url, 1);
+    msg_box bx = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    ck_assert_int_ne(spbus_subscribe(s, "", on_msg, &bx), SP_OK);
+    ck_assert_int_ne(spbus_subscribe(s, NULL, on_msg, &bx), SP_OK);
+    ck_assert_int_ne(spbus_subscribe(s, "t.x", NULL, &bx), SP_OK);
+    ck_assert_int_ne(spbus_subscribe(NULL, "t.x", on_msg, &bx), SP_OK);
+    spbus_destroy(s);
+}
+END_TEST
+
+START_TEST(disconnects_count_lost_connections)
+{
+    sptest_env *e = sptest_start("spbus-disc", SPTEST_NATS_NOAUTH);
+    spbus *s = bus_to(e->nats_url, 1);
+    msg_box bx = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    ck_assert_int_eq(spbus_subscribe(s, "t.disc.>", on_msg, &bx), SP_OK);
+    spbus *p = bus_to(e->nats_url, 1);
+    ck_assert(spbus_connected(s));
+    ck_assert_uint_eq(spbus_disconnects(s), 0);
+    ck_assert_uint_eq(spbus_disconnects(p), 0);
+
+    sptest_kill(&e->nats, SIGKILL);
+    int64_t until = sp_monotonic_us() + 5000 * 1000;
+    while (spbus_disconnects(s) == 0 && sp_monotonic_us() < until)
+        usleep(10 * 1000);
+    ck_assert_uint_ge(spbus_disconnects(s), 1);
+
+    sptest_restart(e, &e->nats);
+    /* The subscription is renewed: what is published after the reconnect arrives. */
+    until = sp_monotonic_us() + 10000 * 1000;
+    while (box_count(&bx) == 0 && sp_monotonic_us() < until) {
+        (void)spbus_publish(p, "t.disc.x", "after", 5);
+        usleep(100 * 1000);
+    }
+    ck_assert_int_ge(box_count(&bx), 1);
+    ck_assert(spbus_connected(s));
+    ck_assert_uint_ge(spbus_disconnects(s), 1);
+    ck_assert_uint_ge(spbus_disconnects(p), 1);
+
+    spbus_destroy(p);
+    spbus_destroy(s);
+    sptest_stop(e);
+}
+END_TEST
+
+/* cnats runs every connection callback (disconnected, closed, ...) of the process on one
+ * thread, in order: these make it busy, then tell when it got past what was queued. */
+static void closed_slowly(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    usleep(300 * 1000);
+}
+
+static void closed_mark(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    atomic_store((atomic_int *)closure, 1);
+}
+
+static natsConnection *raw_conn_closed_cb(natsConnectionHandler cb, void *closure)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+    ck_assert_int_eq(natsOptions_SetURL(o, g_env->nats_url), NATS_OK);
+    ck_assert_int_eq(natsOptions_SetClosedCB(o, cb, closure), NATS_OK);
+    ck_assert_int_eq(natsConnection_Connect(&nc, o), NATS_OK);
+    natsOptions_Destroy(o);
+    return nc;
+}
+
+START_TEST(destroy_outlives_pending_connection_callbacks)
+{
+    atomic_int done = 0;
+    natsConnection *slow = raw_conn_closed_cb(closed_slowly, NULL);
+    natsConnection *mark = raw_conn_closed_cb(closed_mark, &done);
+    spbus *b = bus_to(g_env->nats_url, 1);
+    ck_assert(spbus_connected(b));
+    natsConnection_Close(slow); /* the callback thread sleeps 300 ms */
+    spbus_destroy(b);           /* its connection's disconnected callback queues behind */
+    natsConnection_Close(mark); /* and this one behind that */
+    ck_assert_int_eq(wait_change(&done, 0, 5000), 1);
+    natsConnection_Destroy(slow);
+    natsConnection_Destroy(mark);
+}
+END_TEST
+
 int main(void)
 {
     g_env = sptest_start("spbus", SPTEST_NATS_NOAUTH);
@@ -665,6 +1326,16 @@ int main(void)
     tcase_add_test(tc, js_publish_without_a_stream_is_unavailable_quickly);
     tcase_add_test(tc, survives_nats_kill_and_restart);
     tcase_add_test(tc, connects_before_the_server_exists);
+    tcase_add_test(tc, batch_route_takes_the_queued_requests_together);
+    tcase_add_test(tc, batch_request_left_unanswered_is_internal);
+    tcase_add_test(tc, batch_bad_requests_never_reach_the_handler);
+    tcase_add_test(tc, batch_other_method_taken_along_is_served_after_the_batch);
+    tcase_add_test(tc, revoked_sessions_reach_the_callers_hook);
+    tcase_add_test(tc, revoked_sessions_without_a_hook_are_harmless);
+    tcase_add_test(tc, subscribe_delivers_matching_subjects_intact);
+    tcase_add_test(tc, subscribe_rejects_bad_arguments);
+    tcase_add_test(tc, disconnects_count_lost_connections);
+    tcase_add_test(tc, destroy_outlives_pending_connection_callbacks);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
