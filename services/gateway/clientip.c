@@ -13,18 +13,42 @@
 #define MAX_PROXIES 64
 #define MAX_ENTRY 64 /* longer than any written IP address */
 
+/* A network: IPv4 as an IPv4-mapped IPv6 address (::ffff:a.b.c.d, prefix + 96), so one
+ * comparison serves both families and a dual-stack peer written ::ffff:10.0.0.1 matches
+ * 10.0.0.0/8. */
+typedef struct {
+    uint8_t addr[16];
+    int bits; /* 0..128 */
+} net;
+
 struct gw_proxies {
-    struct {
-        uint32_t net, mask; /* host order */
-    } nets[MAX_PROXIES];
+    net nets[MAX_PROXIES];
     size_t n;
 };
 
-static uint32_t mask_of(int bits)
+/* 'ip' as 16 bytes (IPv4 mapped into IPv6); *v4 says it was written as IPv4. */
+static bool parse_addr(const char *ip, uint8_t out[16], bool *v4)
 {
-    return bits == 0 ? 0 : 0xFFFFFFFFu << (32 - bits);
+    struct in_addr a4;
+    *v4 = false;
+    if (inet_pton(AF_INET, ip, &a4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        *v4 = true;
+        return true;
+    }
+    return inet_pton(AF_INET6, ip, out) == 1;
 }
 
+static bool in_net(const net *n, const uint8_t a[16])
+{
+    int full = n->bits / 8, rest = n->bits % 8;
+    if (memcmp(n->addr, a, (size_t)full) != 0) return false;
+    if (rest == 0) return true;
+    uint8_t m = (uint8_t)(0xff << (8 - rest));
+    return (n->addr[full] & m) == (a[full] & m);
+}
 /* Copies s[0..len) without the spaces and tabs around it into buf (size MAX_ENTRY + 1);
  * false when empty or too long. */
 static bool trimmed(char *buf, const char *s, size_t len)
@@ -41,30 +65,39 @@ static bool trimmed(char *buf, const char *s, size_t len)
     return true;
 }
 
-/* "a.b.c.d" or "a.b.c.d/len" (len 0..32; host bits beyond len are ignored). */
-static bool parse_net(const char *s, uint32_t *net, uint32_t *mask)
+/* "a.b.c.d", "a.b.c.d/len" (len 0..32), an IPv6 address or "ipv6/len" (len 0..128); host
+ * bits beyond len are ignored. */
+static bool parse_net(const char *s, net *out)
 {
     char ip[MAX_ENTRY + 1];
-    struct in_addr a;
-    int bits = 32;
+    long bits = -1;
     const char *slash = strchr(s, '/');
+    bool v4 = false;
 
     if (slash != NULL) {
         char *end = NULL;
         size_t n = (size_t)(slash - s);
-        if (n > MAX_ENTRY || slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 2)
+        if (n > MAX_ENTRY || slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
             return false;
-        long v = strtol(slash + 1, &end, 10);
-        if (*end != '\0' || v < 0 || v > 32) return false;
-        bits = (int)v;
+        bits = strtol(slash + 1, &end, 10);
+        if (*end != '\0') return false;
         memcpy(ip, s, n);
         ip[n] = '\0';
     } else {
         snprintf(ip, sizeof(ip), "%s", s);
     }
-    if (inet_pton(AF_INET, ip, &a) != 1) return false;
-    *mask = mask_of(bits);
-    *net = ntohl(a.s_addr) & *mask;
+    if (!parse_addr(ip, out->addr, &v4)) return false;
+    if (bits < 0) bits = v4 ? 32 : 128;
+    if (bits > (v4 ? 32 : 128)) return false;
+    out->bits = (int)bits + (v4 ? 96 : 0);
+    /* clear the host bits, so that the stored network compares as written */
+    for (int i = 0; i < 16; i++) {
+        int keep = out->bits - i * 8;
+        if (keep <= 0)
+            out->addr[i] = 0;
+        else if (keep < 8)
+            out->addr[i] &= (uint8_t)(0xff << (8 - keep));
+    }
     return true;
 }
 
@@ -82,10 +115,9 @@ sp_status gw_proxies_parse(gw_proxies **out, const char *list, char *why, size_t
     for (;;) {
         size_t len = strcspn(s, ",");
         char item[MAX_ENTRY + 1];
-        if (p->n == MAX_PROXIES || !trimmed(item, s, len) ||
-            !parse_net(item, &p->nets[p->n].net, &p->nets[p->n].mask)) {
+        if (p->n == MAX_PROXIES || !trimmed(item, s, len) || !parse_net(item, &p->nets[p->n])) {
             snprintf(why, whylen,
-                     "SP_TRUSTED_PROXIES: '%.*s' is not an IPv4 address or CIDR (at most %d)",
+                     "SP_TRUSTED_PROXIES: '%.*s' is not an IP address or CIDR (at most %d)",
                      (int)(len > MAX_ENTRY ? MAX_ENTRY : len), s, MAX_PROXIES);
             free(p);
             return SP_ERR_VALIDATION_FAILED;
@@ -103,14 +135,14 @@ void gw_proxies_destroy(gw_proxies *p)
     free(p);
 }
 
-/* true when 'ip' (a written address) is IPv4 and inside one of the trusted networks. */
+/* true when 'ip' (a written address) is inside one of the trusted networks. */
 static bool trusted(const gw_proxies *p, const char *ip)
 {
-    struct in_addr a;
-    if (p == NULL || p->n == 0 || inet_pton(AF_INET, ip, &a) != 1) return false;
-    uint32_t v = ntohl(a.s_addr);
+    uint8_t a[16];
+    bool v4;
+    if (p == NULL || p->n == 0 || !parse_addr(ip, a, &v4)) return false;
     for (size_t i = 0; i < p->n; i++)
-        if ((v & p->nets[i].mask) == p->nets[i].net) return true;
+        if (in_net(&p->nets[i], a)) return true;
     return false;
 }
 

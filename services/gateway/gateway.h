@@ -59,8 +59,8 @@ gw_match gw_route_match(const gw_route **route, gw_param *params, size_t *nparam
 /* SP_TRUSTED_PROXIES: the networks whose X-Forwarded-For is believed. */
 typedef struct gw_proxies gw_proxies;
 
-/* Parses a comma-separated list of IPv4 addresses and CIDRs ("10.0.0.1, 10.1.0.0/16"; empty:
- * none). SP_ERR_VALIDATION_FAILED with 'why' on a bad item. */
+/* Parses a comma-separated list of IPv4 or IPv6 addresses and CIDRs ("10.0.0.1, 10.1.0.0/16,
+ * fd00::/8"; empty: none; IPv4 networks also match IPv4-mapped IPv6 peers). SP_ERR_VALIDATION_FAILED with 'why' on a bad item. */
 sp_status gw_proxies_parse(gw_proxies **out, const char *list, char *why, size_t whylen);
 void gw_proxies_destroy(gw_proxies *p);
 /* The client ip into out: 'peer' unless it is a trusted proxy with an X-Forwarded-For

@@ -29,7 +29,7 @@ static const sp_cfg_item config[] = {
     {"SP_JWT_AUDIENCE", SP_CFG_STR, "smartpark-api", 1, 256, "required 'aud' of access tokens"},
     {"SP_SHUTDOWN_S", SP_CFG_INT, "10", 1, 300, "seconds allowed to finish open work on SIGTERM"},
     {"SP_TRUSTED_PROXIES", SP_CFG_STR, "", 0, 4096,
-     "IPv4 addresses/CIDRs whose X-Forwarded-For is believed, comma-separated"},
+     "IPv4/IPv6 addresses and CIDRs whose X-Forwarded-For is believed, comma-separated"},
 };
 #define NCONFIG (sizeof(config) / sizeof(config[0]))
 
