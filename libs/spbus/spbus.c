@@ -91,6 +91,9 @@ struct spbus_req {
 };
 
 static bool join_workers(spbus_service *s, int64_t until_us);
+/* The request this thread's handler is serving (one-at-a-time routes), for spbus_request:
+ * revocations that a call made on its behalf reports go into its own reply. */
+static __thread spbus_req *tl_serving;
 static sp_status map_nats(natsStatus ns);
 
 /* ---- library and connection ---------------------------------------------------------- */
@@ -603,9 +606,12 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
         rep = sp__v1__reply__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(reply));
         if (rep == NULL) s = SP_ERR_INTERNAL;
     }
-    if (s == SP_OK && b->on_revoked != NULL)
-        for (size_t i = 0; i < rep->n_revoked_sessions; i++)
-            b->on_revoked(b->on_revoked_user, rep->revoked_sessions[i]);
+    /* revocations flow back along the chain of calls to the gateway that started it */
+    for (size_t i = 0; s == SP_OK && i < rep->n_revoked_sessions; i++) {
+        if (b->on_revoked != NULL) b->on_revoked(b->on_revoked_user, rep->revoked_sessions[i]);
+        if (tl_serving != NULL && !tl_serving->replied)
+            spbus_req_revoked(tl_serving, rep->revoked_sessions[i]);
+    }
     if (s == SP_OK && rep->result_case == SP__V1__REPLY__RESULT_ERROR) {
         if (err != NULL) *err = rep->error;
         s = sp_error_from_code(rep->error->code);
@@ -919,7 +925,12 @@ static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
     }
     /* then, in the order they came, the others (a request of another method taken along) */
     for (size_t i = 0; i < n; i++)
-        if (ready[i]) finish_request(&reqs[i], reqs[i].route->fn(&reqs[i]), t0);
+        if (ready[i]) {
+            tl_serving = &reqs[i];
+            sp_status s = reqs[i].route->fn(&reqs[i]);
+            tl_serving = NULL;
+            finish_request(&reqs[i], s, t0);
+        }
 }
 
 /* A worker thread: takes the next request from the service's one subscription. All the

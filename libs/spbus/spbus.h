@@ -60,7 +60,10 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
                         sp_arena *arena);
 
 /* Called by spbus_request, before it returns, with each session id that the reply says its
- * call revoked (sp.v1.Reply.revoked_sessions). Set once, before the first request. */
+ * call revoked (sp.v1.Reply.revoked_sessions). Set once, before the first request.
+ * Independently of it, a request made from a handler (one-at-a-time routes) adds those ids
+ * to the reply of the request being handled, so that they reach the gateway that started
+ * the chain. */
 typedef void (*spbus_revoked_fn)(void *user, const char *session_id);
 void spbus_on_revoked(spbus *b, spbus_revoked_fn fn, void *user);
 

@@ -1160,6 +1160,51 @@ START_TEST(revoked_sessions_reach_the_callers_hook)
 }
 END_TEST
 
+/* Relay: calls sp.t.v1.Revoke on the bus in 'user' (as a service calling auth for a
+ * gateway) and replies its own answer: the revocations must come back all the same. */
+static sp_status h_relay(spbus_req *req)
+{
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    sp_status s = email_req(spbus_req_user(req), "sp.t.v1.Revoke", NULL, "fine", 2000,
+                            spbus_req_arena(req), &r, &err);
+    if (s != SP_OK) return s;
+    Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+    out.email = "relayed";
+    return spbus_reply(req, &out.base);
+}
+
+static const spbus_route k_relay_routes[] = {
+    {"Relay", h_relay, &sp__auth__v1__register_request__descriptor, NULL},
+};
+
+START_TEST(revoked_sessions_come_back_along_a_chain_of_calls)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve(b, "q", 1, NULL);
+    spbus *mid = bus_to(g_env->nats_url, 1); /* the service in the middle, no hook of its own */
+    spbus_service *relay = NULL;
+    ck_assert_int_eq(spbus_serve(&relay, mid, "relay", "relay", k_relay_routes, 1, 1, mid), SP_OK);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    revoked_rec rec = {.caller = pthread_self()};
+    spbus_on_revoked(c, on_revoked_rec, &rec);
+    sp_arena *a = sp_arena_create(1024);
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    ck_assert_int_eq(email_req(c, "sp.relay.v1.Relay", NULL, "x", 3000, a, &r, &err), SP_OK);
+    ck_assert_str_eq(r->email, "relayed");
+    ck_assert_int_eq(rec.n, 2);
+    ck_assert_str_eq(rec.ids[0], "s-1");
+    ck_assert_str_eq(rec.ids[1], "s-2");
+    sp_arena_destroy(a);
+    spbus_service_destroy(relay);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(mid);
+    spbus_destroy(b);
+}
+END_TEST
+
 START_TEST(revoked_sessions_without_a_hook_are_harmless)
 {
     spbus *b = bus_to(g_env->nats_url, 1);
@@ -1332,6 +1377,7 @@ int main(void)
     tcase_add_test(tc, batch_other_method_taken_along_is_served_after_the_batch);
     tcase_add_test(tc, revoked_sessions_reach_the_callers_hook);
     tcase_add_test(tc, revoked_sessions_without_a_hook_are_harmless);
+    tcase_add_test(tc, revoked_sessions_come_back_along_a_chain_of_calls);
     tcase_add_test(tc, subscribe_delivers_matching_subjects_intact);
     tcase_add_test(tc, subscribe_rejects_bad_arguments);
     tcase_add_test(tc, disconnects_count_lost_connections);
