@@ -114,23 +114,27 @@ void auth_keeper_destroy(auth_keeper *k);
  * PostgreSQL: a later reconnect rewrites it). */
 sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid);
 
-/* ratelimit.c: the counters of one login, set by auth_ratelimit_check_or_reply. */
+/* ratelimit.c: the counters of one login, set by auth_ratelimit_reserve_or_reply. */
 typedef struct {
     char acct_key[96]; /* sp:login:fail:acct:<SHA-256 hex of lower(email)> */
     char ip_key[96];   /* sp:login:fail:ip:<client ip> */
     char acct_window[16], ip_window[16];
-    bool checked; /* the check passed: the keys are set */
+    bool reserved; /* a failure is counted in advance on both counters: the keys are set */
 } auth_rl;
 
 /* Before the password is checked: refuses the login while the account's or the client
  * ip's failure counter is at its limit, replying 429 rate_limited with retry_after_s (the
- * seconds left of that counter's window); replies 503 unavailable when Redis cannot answer
- * (never unlimited), or the database error when lower(email) cannot be computed. */
-sp_status auth_ratelimit_check_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl);
-/* A failed login: one more failure on both counters (best effort, logged; replies nothing). */
-void auth_ratelimit_failure(spbus_req *req, const auth_rl *rl);
-/* A successful login: deletes the account's counter, not the ip's (best effort). */
+ * seconds left of that counter's window); otherwise counts one failure in advance on both
+ * counters, in the same atomic step (a wrong password then has nothing more to do).
+ * Replies 503 unavailable when Redis cannot answer (never unlimited), or the database
+ * error when lower(email) cannot be computed. */
+sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl);
+/* The password was right: deletes the account's counter and gives the ip's reservation
+ * back, in one atomic step (best effort, logged; replies nothing). */
 void auth_ratelimit_success(spbus_req *req, const auth_rl *rl);
+/* No verdict on the password (e.g. the database failed before it was compared): gives
+ * both reservations back (best effort, logged; replies nothing). */
+void auth_ratelimit_release(spbus_req *req, const auth_rl *rl);
 
 /* The caller must be an authenticated user (a valid ctx.user_id); replies 401
  * unauthenticated otherwise. *user_id points into the request. */

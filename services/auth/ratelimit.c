@@ -1,9 +1,29 @@
 /* ratelimit.c -- login rate limits of the auth service (api.md, "Auth and profile"):
  * failures only, counted per account (the lower-cased email, known or not) and per client
- * ip, in Redis. Fixed windows: the first failure of a window creates the counter with the
+ * ip, in Redis. Fixed windows: the first count of a window creates the counter with the
  * window as its TTL; the counter dies with it. While a counter is at its limit a login is
  * refused (429, Retry-After = what is left of the window) before any password check. While
- * Redis is down login answers 503: the limits are never silently off. */
+ * Redis is down login answers 503: the limits are never silently off.
+ *
+ * Exact under concurrency: a login reserves its failure before the password is checked
+ * (one atomic script: refuse at the limit, else count on both counters), so a burst of
+ * logins in flight can never try more passwords than the limit. What happens to the
+ * reservation once the outcome is known:
+ *   - wrong password, or unknown account (the spec counts an account whether it exists or
+ *     not): kept; it was the failure.
+ *   - right password: a success. The account's counter is cleared and the ip's
+ *     reservation given back (auth_ratelimit_success), whatever happens to the session
+ *     afterwards: the password was right.
+ *   - no verdict on the password (the database failed before or during the lookup, so
+ *     nothing was compared): both reservations are given back (auth_ratelimit_release);
+ *     it was not a failure, and keeping it would let an outage lock accounts out.
+ *   - the request dies between the reservation and the verdict (crash, lost Redis
+ *     connection while giving back): the reservation stays. That errs towards refusing,
+ *     never towards an unlimited login.
+ * A give-back decrements and never goes below 0; it cannot tell a new window from the
+ * one it reserved in, so a login straddling a window's end may give one back to the next
+ * window (at most one per such login, and only for a right password or a database
+ * error, never for a wrong password). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +37,11 @@
 static const char *sql_email_digest = "SELECT encode(sha256(convert_to(lower($1), 'UTF8')), 'hex')";
 
 /* KEYS: account, ip. ARGV: limit of each, window of each. Returns the seconds left of the
- * longest window of a counter at its limit, or 0 when neither is. A counter without a TTL
- * (cannot happen: the failure script is atomic) gets its window, so nothing is refused
- * forever. */
-static const char *lua_check =
+ * longest window of a counter at its limit, counting nothing; or 0 when neither is, having
+ * counted one failure in advance on both counters: the first count of a window sets its
+ * TTL (EXPIRE NX: Redis 7). A counter without a TTL (cannot happen: every step is atomic)
+ * gets its window, so nothing is refused forever. */
+static const char *lua_reserve =
     "local wait = 0\n"
     "for i = 1, 2 do\n"
     "  local n = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
@@ -31,15 +52,27 @@ static const char *lua_check =
     "    if t > wait then wait = t end\n"
     "  end\n"
     "end\n"
-    "return wait\n";
+    "if wait > 0 then return wait end\n"
+    "for i = 1, 2 do\n"
+    "  redis.call('INCR', KEYS[i])\n"
+    "  redis.call('EXPIRE', KEYS[i], ARGV[i + 2], 'NX')\n"
+    "end\n"
+    "return 0\n";
 
-/* KEYS: account, ip. ARGV: window of each. One failure on both counters; the first one of
- * a window sets its TTL (EXPIRE NX: Redis 7), in the same atomic step as the INCR. */
-static const char *lua_fail = "for i = 1, 2 do\n"
-                              "  redis.call('INCR', KEYS[i])\n"
-                              "  redis.call('EXPIRE', KEYS[i], ARGV[i], 'NX')\n"
-                              "end\n"
-                              "return 1\n";
+/* KEYS: account, ip. A success: clears the account's counter and gives the ip's
+ * reservation back (never below 0; a counter already gone is not recreated). */
+static const char *lua_success =
+    "redis.call('DEL', KEYS[1])\n"
+    "if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end\n"
+    "return 1\n";
+
+/* KEYS: account, ip. No verdict: gives both reservations back (never below 0; a counter
+ * already gone is not recreated). */
+static const char *lua_release =
+    "for i = 1, 2 do\n"
+    "  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end\n"
+    "end\n"
+    "return 1\n";
 
 /* Runs one EVAL; *out gets the integer it returned. SP_ERR_UNAVAILABLE when Redis does
  * not answer or answers anything but an integer. A connection that died with a restarted
@@ -80,7 +113,7 @@ static const char *key_ip(const Sp__V1__RequestContext *ctx)
     return ip;
 }
 
-sp_status auth_ratelimit_check_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl)
+sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl)
 {
     auth_svc *svc = spbus_req_user(req);
     PGresult *res = NULL;
@@ -108,14 +141,14 @@ sp_status auth_ratelimit_check_or_reply(spbus_req *req, spdb *db, const char *em
     const char *args[] = {"2",    rl->acct_key,    rl->ip_key,   acct_max,
                           ip_max, rl->acct_window, rl->ip_window};
     long long wait = 0;
-    s = eval_int(req, &wait, lua_check, 7, args);
+    s = eval_int(req, &wait, lua_reserve, 7, args);
     if (s != SP_OK) {
         sp_log_warn(spbus_req_id(req), "ratelimit_store_down", "code", sp_error_code(s));
         spbus_reply_error(req, SP_ERR_UNAVAILABLE, "rate-limit store unavailable", NULL);
         return SP_ERR_UNAVAILABLE;
     }
     if (wait <= 0) {
-        rl->checked = true;
+        rl->reserved = true;
         return SP_OK;
     }
     char secs[24];
@@ -127,26 +160,25 @@ sp_status auth_ratelimit_check_or_reply(spbus_req *req, spdb *db, const char *em
     return SP_ERR_RATE_LIMITED;
 }
 
-void auth_ratelimit_failure(spbus_req *req, const auth_rl *rl)
+/* Runs 'script' on the two counters of a reserved login; best effort: a failure is
+ * logged as 'event' and the reservation stays (the next login's reservation fails the same
+ * way and answers 503: nothing goes unlimited). */
+static void settle(spbus_req *req, const auth_rl *rl, const char *script, const char *event)
 {
     long long one = 0;
 
-    if (!rl->checked) return;
-    const char *args[] = {"2", rl->acct_key, rl->ip_key, rl->acct_window, rl->ip_window};
-    sp_status s = eval_int(req, &one, lua_fail, 5, args);
-    /* the next login's check fails the same way and answers 503: nothing goes unlimited */
-    if (s != SP_OK)
-        sp_log_warn(spbus_req_id(req), "ratelimit_not_counted", "code", sp_error_code(s));
+    if (!rl->reserved) return;
+    const char *args[] = {"2", rl->acct_key, rl->ip_key};
+    sp_status s = eval_int(req, &one, script, 3, args);
+    if (s != SP_OK) sp_log_warn(spbus_req_id(req), event, "code", sp_error_code(s));
 }
 
 void auth_ratelimit_success(spbus_req *req, const auth_rl *rl)
 {
-    redisReply *rep = NULL;
-    spredis *r = auth_worker_redis(req);
+    settle(req, rl, lua_success, "ratelimit_not_cleared");
+}
 
-    if (!rl->checked || r == NULL) return;
-    sp_status s = spredis_cmd(&rep, r, "DEL", rl->acct_key, NULL);
-    if (rep != NULL) freeReplyObject(rep);
-    if (s != SP_OK)
-        sp_log_warn(spbus_req_id(req), "ratelimit_not_cleared", "code", sp_error_code(s));
+void auth_ratelimit_release(spbus_req *req, const auth_rl *rl)
+{
+    settle(req, rl, lua_release, "ratelimit_not_released");
 }

@@ -76,7 +76,10 @@ static sp_status validate_login_or_reply(spbus_req *req, const Sp__Auth__V1__Log
 }
 
 /* Finds the live user of in->email and checks the password. An unknown email is checked
- * against the dummy hash, so both failures cost one argon2id and answer the same 401. */
+ * against the dummy hash, so both failures cost one argon2id and answer the same 401.
+ * Settles the login's rate-limit reservation (the rule is in ratelimit.c): a wrong
+ * password or unknown account keeps it, a right password is a success, a database error
+ * (no password compared) gives it back. */
 static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
                                             const Sp__Auth__V1__LoginRequest *in, login_user *u,
                                             const auth_rl *rl)
@@ -88,19 +91,23 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
 
     memset(u, 0, sizeof(*u));
     sp_status s = spdb_query(&res, db, sql_find_login, 1, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "find_login");
+    if (s != SP_OK) {
+        auth_ratelimit_release(req, rl);
+        return auth_db_error_reply(req, s, "find_login");
+    }
 
     bool found = PQntuples(res) == 1;
     const char *hash = found ? PQgetvalue(res, 0, 5) : svc->dummy_hash;
     bool ok = spcrypto_password_verify(hash, in->password, strlen(in->password)) && found;
     if (ok) {
+        auth_ratelimit_success(req, rl); /* before the answer: the next try sees it */
         read_login_user(u, res, a);
     }
     PQclear(res);
     if (!ok) {
         sp_log_info(spbus_req_id(req), "login_failed", "known", found ? "true" : "false");
         spadmin_counter_add("sp_auth_logins_total", "result=\"failure\"", 1);
-        auth_ratelimit_failure(req, rl); /* counted before the answer: the next try sees it */
+        /* the reservation is the failure: counted before the password was checked */
         spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "invalid email or password", NULL);
         return SP_ERR_UNAUTHENTICATED;
     }
@@ -220,9 +227,8 @@ static sp_status login(spbus_req *req)
     sp_status s = validate_login_or_reply(req, in);
     if (s == SP_OK) s = auth_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
-    if (s == SP_OK) s = auth_ratelimit_check_or_reply(req, db, in->email, &rl);
+    if (s == SP_OK) s = auth_ratelimit_reserve_or_reply(req, db, in->email, &rl);
     if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u, &rl);
-    if (s == SP_OK) auth_ratelimit_success(req, &rl);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
     if (s == SP_OK) s = sign_and_reply(req, &u, sid, refresh);
     if (refresh != NULL) explicit_bzero(refresh, strlen(refresh));

@@ -1,15 +1,17 @@
 /* auth_ratelimit.c -- login rate limits end to end (api.md, "Auth and profile"): failures
  * per account and per client ip counted in Redis, 429 with Retry-After without checking the
- * password, a success clearing the account's count, X-Forwarded-For believed only from
- * SP_TRUSTED_PROXIES (right-most untrusted entry; garbage ignored), and 503 while Redis is
- * down. Auth runs with small limits (3 per account, 8 per ip per 45 s); the gateway trusts
- * 127.0.0.1 and 127.0.1.0/24, and the test picks its source address among 127/8 to be a
- * trusted proxy or not. */
+ * password, exact under concurrent bursts (no overshoot by the requests in flight), a
+ * success clearing the account's count and not counting against the ip, X-Forwarded-For
+ * believed only from SP_TRUSTED_PROXIES (right-most untrusted entry; garbage ignored), and
+ * 503 while Redis is down. Auth runs with small limits (3 per account, 8 per ip per 45 s);
+ * the gateway trusts 127.0.0.1 and 127.0.1.0/24, and the test picks its source address
+ * among 127/8 to be a trusted proxy or not. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -181,6 +183,56 @@ static void redis_line(const char *cmd, char *out, size_t len)
     close(fd);
 }
 
+/* ---- concurrent bursts ------------------------------------------------------------------ */
+
+#define BURST_MAX 32
+
+typedef struct {
+    pthread_barrier_t *start;
+    const char *xff;
+    char email[128];
+    const char *password;
+    attempt_res res;
+} burst_one;
+
+static void *burst_thread(void *arg)
+{
+    burst_one *b = arg;
+    pthread_barrier_wait(b->start);
+    b->res = login_xff(b->xff, b->email, b->password);
+    return NULL;
+}
+
+/* 'n' logins at once (one thread and one connection each, released together by a
+ * barrier) from X-Forwarded-For 'ip'; emails[i] and the password of each in 'b'. Counts
+ * the 401s and 429s into *n401 and *n429; every 429 must carry what is left of a window
+ * of 'window_s' seconds. */
+static void burst(burst_one *b, int n, const char *ip, long window_s, int *n401, int *n429)
+{
+    pthread_t t[BURST_MAX];
+    pthread_barrier_t start;
+    ck_assert_int_le(n, BURST_MAX);
+    ck_assert_int_eq(pthread_barrier_init(&start, NULL, (unsigned)n), 0);
+    for (int i = 0; i < n; i++) {
+        b[i].start = &start;
+        b[i].xff = ip;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, burst_thread, &b[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    *n401 = *n429 = 0;
+    for (int i = 0; i < n; i++) {
+        if (b[i].res.status == 401) {
+            assert_401(b[i].res, b[i].email);
+            (*n401)++;
+        } else {
+            assert_429(b[i].res, window_s, b[i].email);
+            (*n429)++;
+        }
+    }
+}
+
 /* ---- per account ----------------------------------------------------------------------- */
 
 START_TEST(account_key_is_a_digest_of_the_lower_cased_email)
@@ -204,6 +256,32 @@ START_TEST(account_key_is_a_digest_of_the_lower_cased_email)
     ck_assert_msg(ttl > IP_WINDOW_S - 30 && ttl <= IP_WINDOW_S, "%s -> %s", cmd, out);
     redis_line("KEYS *@*", out, sizeof(out)); /* no email anywhere in a key */
     ck_assert_str_eq(out, "*0");
+}
+END_TEST
+
+START_TEST(account_burst_tries_exactly_the_limit)
+{
+    enum { N = 4 * FAILS_PER_ACCOUNT + 3 };
+    burst_one b[N];
+    char email[128], ip[32], other_ip[32];
+    int n401, n429;
+    sptest_unique_email(email, sizeof(email), "burst");
+    fresh_ip(ip, sizeof(ip));
+    fresh_ip(other_ip, sizeof(other_ip));
+    must_register(email);
+    memset(b, 0, sizeof(b));
+    for (int i = 0; i < N; i++) {
+        snprintf(b[i].email, sizeof(b[i].email), "%s", email);
+        b[i].password = "wrong-password";
+    }
+    burst(b, N, ip, ACCOUNT_WINDOW_S, &n401, &n429);
+    /* each 401 is one password tried: exactly the limit, whatever was in flight */
+    ck_assert_int_eq(n401, FAILS_PER_ACCOUNT);
+    ck_assert_int_eq(n429, N - FAILS_PER_ACCOUNT);
+
+    /* the window is not over: the right password is refused, from anywhere */
+    assert_429(login_xff(ip, email, PASSWORD), ACCOUNT_WINDOW_S, "right password after the burst");
+    assert_429(login_xff(other_ip, email, PASSWORD), ACCOUNT_WINDOW_S, "right password, other ip");
 }
 END_TEST
 
@@ -292,6 +370,51 @@ START_TEST(ip_limit_spans_emails_and_spares_other_ips)
     attempt_res r = login_xff(other_ip, known, PASSWORD);
     ck_assert_msg(r.status == 200, "other ip: %ld %s", r.status, r.code);
     assert_401(login_xff(other_ip, email, "wrong-password"), "other ip, unknown email");
+}
+END_TEST
+
+START_TEST(ip_burst_over_many_accounts_tries_exactly_the_limit)
+{
+    enum { N = 2 * FAILS_PER_IP + 4 };
+    burst_one b[N];
+    char ip[32], email[128];
+    int n401, n429;
+    fresh_ip(ip, sizeof(ip));
+    memset(b, 0, sizeof(b));
+    for (int i = 0; i < N; i++) {
+        sptest_unique_email(b[i].email, sizeof(b[i].email), "ipburst");
+        b[i].password = "wrong-password";
+    }
+    burst(b, N, ip, IP_WINDOW_S, &n401, &n429);
+    ck_assert_int_eq(n401, FAILS_PER_IP);
+    ck_assert_int_eq(n429, N - FAILS_PER_IP);
+
+    sptest_unique_email(email, sizeof(email), "ipburst");
+    assert_429(login_xff(ip, email, "wrong-password"), IP_WINDOW_S, "after the burst");
+}
+END_TEST
+
+/* A login is counted in advance and a success gives the ip's share back: successes never
+ * use up the ip's allowance of failures. */
+START_TEST(successes_do_not_count_against_the_ip)
+{
+    char email[128], known[128], ip[32];
+    fresh_ip(ip, sizeof(ip));
+    sptest_unique_email(known, sizeof(known), "ipok");
+    must_register(known);
+    for (int i = 0; i < FAILS_PER_IP - 1; i++) {
+        sptest_unique_email(email, sizeof(email), "ipok-fail");
+        assert_401(login_xff(ip, email, "wrong-password"), email);
+    }
+    for (int i = 0; i < 3; i++) {
+        attempt_res r = login_xff(ip, known, PASSWORD);
+        ck_assert_msg(r.status == 200, "success %d: %ld %s", i, r.status, r.code);
+    }
+
+    /* the last failure of the allowance is still there, and then no more */
+    sptest_unique_email(email, sizeof(email), "ipok-fail");
+    assert_401(login_xff(ip, email, "wrong-password"), "the last allowed failure");
+    assert_429(login_xff(ip, known, PASSWORD), IP_WINDOW_S, "past the ip limit");
 }
 END_TEST
 
@@ -401,11 +524,14 @@ static Suite *auth_ratelimit_suite(void)
     TCase *tc = tcase_create("http");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, account_key_is_a_digest_of_the_lower_cased_email);
+    tcase_add_test(tc, account_burst_tries_exactly_the_limit);
     tcase_add_test(tc, account_limit_refuses_even_the_right_password);
     tcase_add_test(tc, unknown_email_is_limited_the_same_in_any_case);
     tcase_add_test(tc, another_account_from_another_ip_still_logs_in);
     tcase_add_test(tc, success_before_the_limit_clears_the_account_count);
     tcase_add_test(tc, ip_limit_spans_emails_and_spares_other_ips);
+    tcase_add_test(tc, ip_burst_over_many_accounts_tries_exactly_the_limit);
+    tcase_add_test(tc, successes_do_not_count_against_the_ip);
     tcase_add_test(tc, xff_counts_the_rightmost_untrusted_address);
     tcase_add_test(tc, xff_from_an_untrusted_peer_is_ignored);
     tcase_add_test(tc, xff_with_garbage_is_ignored);
