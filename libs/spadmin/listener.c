@@ -60,8 +60,9 @@ static void respond(struct mg_connection *conn, int status, const char *type, co
     size_t total = (size_t)hlen + (head ? 0 : blen);
     char *out = malloc(total);
     if (out == NULL) return;
+    /* bytes to send, not a string: no terminating NUL */
     memcpy(out, hdr, (size_t)hlen);
-    if (!head) memcpy(out + hlen, body, blen);
+    if (!head) memcpy(out + hlen, body, blen); // NOLINT(bugprone-not-null-terminated-result)
     mg_write(conn, out, total);
     free(out);
 }

@@ -10,7 +10,7 @@
 #include "spbus.h"
 
 /* nats-server's max_payload is raised to 8 MB (bus.md): nothing bigger is ever valid. */
-#define SPBUS_MAX_MSG (8u * 1024u * 1024u)
+#define SPBUS_MAX_MSG ((size_t)8 * 1024 * 1024)
 #define SPBUS_MAX_CONNS 64
 #define SPBUS_MAX_WORKERS 256
 /* How often an idle worker looks at its stop flag. */
@@ -248,8 +248,9 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
     }
 
     spbus *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL ||
-        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) == NULL) {
+    /* arrays of pointers: sizeof a pointer is meant */
+    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL || // NOLINT(bugprone-sizeof-expression)
+        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) == NULL) { // NOLINT(bugprone-sizeof-expression)
         if (b != NULL) free(b->conns);
         free(b);
         return SP_ERR_INTERNAL;
@@ -799,7 +800,7 @@ sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message,
 
     Sp__V1__FieldError **fields = NULL;
     if (n > 0) {
-        fields = sp_arena_alloc(req->arena, n * sizeof(*fields));
+        fields = sp_arena_alloc(req->arena, n * sizeof(*fields)); // NOLINT(bugprone-sizeof-expression): pointers
         Sp__V1__FieldError *fe = sp_arena_alloc(req->arena, n * sizeof(*fe));
         if (fields == NULL || fe == NULL) return SP_ERR_INTERNAL;
         va_start(ap, message);

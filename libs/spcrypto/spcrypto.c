@@ -171,7 +171,7 @@ bool spcrypto_uuid_valid(const char *s)
 
 /* Input is encoded in chunks so EVP_EncodeBlock's int length never overflows; a chunk is
  * a multiple of 3 bytes, so only the last one can carry padding. */
-#define B64_CHUNK (3u * 256u * 1024u)
+#define B64_CHUNK ((size_t)3 * 256 * 1024)
 
 size_t spcrypto_b64url_encode(char *out, const void *data, size_t len)
 {

@@ -255,8 +255,8 @@ static void remember(const spjwt_keys *k, const char *token, size_t n, const spj
         return;
     tl_last.keylen = k->keylen;
     memcpy(tl_last.key, k->key, k->keylen);
-    strcpy(tl_last.issuer, k->issuer);
-    strcpy(tl_last.audience, k->audience);
+    memcpy(tl_last.issuer, k->issuer, strlen(k->issuer) + 1); /* lengths checked above */
+    memcpy(tl_last.audience, k->audience, strlen(k->audience) + 1);
     tl_last.leeway_s = k->leeway_s;
     memcpy(tl_last.token, token, n);
     tl_last.token[n] = '\0';

@@ -131,7 +131,8 @@ static void copy_utf8(char *dst, size_t dstlen, const char *src)
     size_t n = strlen(src);
     if (n >= dstlen) {
         n = dstlen - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+        /* src[n] is inside src: strlen(src) > n here */
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) // NOLINT(clang-analyzer-core.UndefinedBinaryOperatorResult)
             n--;
     }
     memcpy(dst, src, n);

@@ -143,7 +143,7 @@ sp_status spredis_create(spredis **out, const char *url, int timeout_ms)
         return s;
     }
     r->timeout.tv_sec = timeout_ms / 1000;
-    r->timeout.tv_usec = (timeout_ms % 1000) * 1000;
+    r->timeout.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
 
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&

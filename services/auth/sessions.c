@@ -525,7 +525,7 @@ static sp_status refresh(spbus_req *req)
     }
     if (s == SP_OK) s = find_user_or_reply(req, db, row.user_id, &u);
     if (s == SP_OK) s = rotate_and_commit_or_reply(req, db, &row, &next);
-    if (s == SP_OK) s = sign_refresh_and_reply(req, &u, row.sid, next);
+    if (s == SP_OK) (void)sign_refresh_and_reply(req, &u, row.sid, next);
     if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
     if (next != NULL) explicit_bzero(next, strlen(next));
     explicit_bzero(&p, sizeof(p));

@@ -341,6 +341,7 @@ static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, Protobu
 /* Puts each path parameter into the request field of the same name. */
 static void set_params(gw_req *r, ProtobufCMessage *in, const gw_param *params, size_t n)
 {
+    if (in == NULL) return;
     for (size_t i = 0; i < n; i++) {
         const ProtobufCFieldDescriptor *f =
             protobuf_c_message_descriptor_get_field_by_name(in->descriptor, params[i].name);
