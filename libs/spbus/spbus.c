@@ -74,6 +74,11 @@ struct spbus {
     pthread_mutex_t cb_mu; /* closed counts the connections whose closed callback ran */
     pthread_cond_t cb_cv;
     int closed;
+    /* up[i]: conns[i] is connected, kept by the connection callbacks so that picking a
+     * connection per request takes no connection lock (natsConnection_Status does, and
+     * 64 threads queued on it). conns[i] is written under cb_mu, which the callbacks take. */
+    int nalloc;
+    atomic_bool up[SPBUS_MAX_CONNS];
 };
 
 struct spbus_req {
@@ -95,6 +100,69 @@ static bool join_workers(spbus_service *s, int64_t until_us);
  * revocations that a call made on its behalf reports go into its own reply. */
 static __thread spbus_req *tl_serving;
 static sp_status map_nats(natsStatus ns);
+
+/* ---- received messages ------------------------------------------------------------------ */
+
+/* cnats frees each received message on its garbage-collector thread: natsMsg_Destroy takes
+ * the collector's global lock and wakes that thread whenever its list was empty, which with
+ * one message per request was a quarter of the gateway's futex calls. A thread keeps the
+ * messages it is done with and hands them over MSG_STASH at a time (one wake-up for all);
+ * what is left goes when the thread ends. */
+#define MSG_STASH 32
+
+typedef struct {
+    natsMsg *m[MSG_STASH];
+    int n;
+} msg_stash;
+
+static pthread_key_t g_stash_key;
+static pthread_once_t g_stash_once = PTHREAD_ONCE_INIT;
+static bool g_stash_ok;
+
+static void stash_flush(msg_stash *st)
+{
+    for (int i = 0; i < st->n; i++)
+        natsMsg_Destroy(st->m[i]);
+    st->n = 0;
+}
+
+static void stash_end(void *p)
+{
+    stash_flush(p);
+    free(p);
+}
+
+static void stash_init(void)
+{
+    g_stash_ok = pthread_key_create(&g_stash_key, stash_end) == 0;
+}
+
+/* natsMsg_Destroy, deferred for up to MSG_STASH messages of this thread. */
+static void msg_release(natsMsg *m)
+{
+    if (m == NULL) return;
+    pthread_once(&g_stash_once, stash_init);
+    msg_stash *st = g_stash_ok ? pthread_getspecific(g_stash_key) : NULL;
+    if (st == NULL && g_stash_ok && (st = calloc(1, sizeof(*st))) != NULL &&
+        pthread_setspecific(g_stash_key, st) != 0) {
+        free(st);
+        st = NULL;
+    }
+    if (st == NULL) {
+        natsMsg_Destroy(m);
+        return;
+    }
+    st->m[st->n++] = m;
+    if (st->n == MSG_STASH) stash_flush(st);
+}
+
+/* The calling thread's deferred messages, now (spbus_destroy: the main thread does not run
+ * the key's destructor at exit). */
+static void stash_flush_mine(void)
+{
+    msg_stash *st = g_stash_ok ? pthread_getspecific(g_stash_key) : NULL;
+    if (st != NULL) stash_flush(st);
+}
 
 /* ---- library and connection ---------------------------------------------------------- */
 
@@ -124,9 +192,20 @@ ProtobufCAllocator spbus_arena_allocator(sp_arena *a)
     return al;
 }
 
+/* Records whether 'nc' is connected (ignored for a connection not stored yet: its creator
+ * reads the status itself once it has stored it). */
+static void set_up(spbus *b, natsConnection *nc, bool up)
+{
+    if (b == NULL) return;
+    pthread_mutex_lock(&b->cb_mu);
+    for (int i = 0; i < b->nalloc; i++)
+        if (b->conns[i] == nc) atomic_store(&b->up[i], up);
+    pthread_mutex_unlock(&b->cb_mu);
+}
+
 static void on_connected(natsConnection *nc, void *closure)
 {
-    (void)closure;
+    set_up(closure, nc, true);
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     sp_log_info(NULL, "nats_connected", "url", url);
@@ -137,6 +216,7 @@ static void on_disconnected(natsConnection *nc, void *closure)
     (void)nc;
     spbus *b = closure;
     if (b != NULL) atomic_fetch_add(&b->disconnects, 1);
+    set_up(b, nc, false);
     sp_log_warn(NULL, "nats_disconnected");
 }
 
@@ -144,8 +224,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
  * spbus_destroy waits for it before freeing 'b', which the other callbacks use. */
 static void on_closed(natsConnection *nc, void *closure)
 {
-    (void)nc;
     spbus *b = closure;
+    set_up(b, nc, false);
     pthread_mutex_lock(&b->cb_mu);
     b->closed++;
     pthread_cond_broadcast(&b->cb_cv);
@@ -154,7 +234,7 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
-    (void)closure;
+    set_up(closure, nc, true);
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     sp_log_info(NULL, "nats_reconnected", "url", url);
@@ -219,10 +299,10 @@ static natsStatus build_options(natsOptions **out, const spbus_opts *opts, spbus
     if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
     /* A connected callback makes the first connect asynchronous: without one cnats retries
      * in the caller's thread, forever with unlimited reconnects. */
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b);
     if (s == NATS_OK) s = natsOptions_SetCustomInboxPrefix(o, "_SP_INBOX");
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
-    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, b);
     if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, b);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, NULL);
     if (s != NATS_OK) {
@@ -270,8 +350,18 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
     pthread_cond_init(&b->cb_cv, NULL);
     atomic_init(&b->rr, 0);
     atomic_init(&b->disconnects, 0);
+    for (int i = 0; i < SPBUS_MAX_CONNS; i++)
+        atomic_init(&b->up[i], false);
+    b->nalloc = n;
     for (int i = 0; i < n; i++) {
-        ns = natsConnection_Connect(&b->conns[i], o);
+        natsConnection *nc = NULL;
+        ns = natsConnection_Connect(&nc, o);
+        pthread_mutex_lock(&b->cb_mu);
+        b->conns[i] = nc;
+        /* after storing it: a callback that came earlier found nothing to update */
+        if (nc != NULL)
+            atomic_store(&b->up[i], natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED);
+        pthread_mutex_unlock(&b->cb_mu);
         if (ns == NATS_NOT_YET_CONNECTED) {
             sp_log_warn(NULL, "nats_not_yet_connected", "url", opts->url);
         } else if (ns != NATS_OK) {
@@ -347,10 +437,11 @@ sp_status spbus_subscribe(spbus *b, const char *subject, spbus_msg_fn fn, void *
 /* The next connection round-robin that is connected, or NULL when none is. */
 static natsConnection *pick_conn(spbus *b)
 {
+    if (b->nconns == 1) return atomic_load(&b->up[0]) ? b->conns[0] : NULL;
     unsigned start = atomic_fetch_add_explicit(&b->rr, 1, memory_order_relaxed);
     for (int i = 0; i < b->nconns; i++) {
-        natsConnection *nc = b->conns[(start + (unsigned)i) % (unsigned)b->nconns];
-        if (natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) return nc;
+        unsigned k = (start + (unsigned)i) % (unsigned)b->nconns;
+        if (atomic_load(&b->up[k])) return b->conns[k];
     }
     return NULL;
 }
@@ -389,6 +480,7 @@ void spbus_drain(spbus *b, int timeout_ms)
 void spbus_destroy(spbus *b)
 {
     if (b == NULL) return;
+    stash_flush_mine();
     for (;;) {
         pthread_mutex_lock(&b->mu);
         spbus_service *s = b->services;
@@ -549,7 +641,7 @@ static natsStatus request_via_inbox(natsMsg **reply, spbus *b, natsConnection *n
             *reply = m;
             break;
         }
-        natsMsg_Destroy(m); /* the late reply of a request that timed out */
+        msg_release(m); /* the late reply of a request that timed out */
     }
     inbox_put(b, ib, ns == NATS_OK || ns == NATS_TIMEOUT);
     return ns;
@@ -624,7 +716,7 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
     }
     if (s == SP_ERR_INTERNAL && (rep == NULL || rep->result_case != SP__V1__REPLY__RESULT_ERROR))
         sp_log_warn(c.request_id, "bus_bad_reply", "subject", subject);
-    natsMsg_Destroy(reply);
+    msg_release(reply);
     return s;
 }
 
@@ -887,7 +979,7 @@ static void finish_request(spbus_req *req, sp_status s, int64_t t0)
     sp_log_debug(spbus_req_id(req), "bus_request_served", "method", dot ? dot + 1 : subject, "us",
                  us);
     sp_arena_destroy(req->arena);
-    natsMsg_Destroy(req->msg);
+    msg_release(req->msg);
 }
 
 /* Serves the messages a worker took together: each alone through its route's handler, or
@@ -904,7 +996,7 @@ static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
         reqs[i].arena = sp_arena_create(4096);
         ready[i] = false;
         if (reqs[i].arena == NULL) {
-            natsMsg_Destroy(msgs[i]);
+            msg_release(msgs[i]);
             continue;
         }
         ready[i] = prepare_request(&reqs[i]);

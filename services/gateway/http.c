@@ -67,6 +67,37 @@ static const char *metric_method(const char *m)
     return "OTHER";
 }
 
+/* A random UUIDv4 for a request id. A request id needs to be unique, not secret: the bits
+ * come from a per-thread xorshift128+ seeded once from the system's generator, instead of
+ * RAND_bytes per request (OpenSSL checks for a fork with a getpid system call each time). */
+static void new_request_id(char out[SPCRYPTO_UUID_LEN])
+{
+    static __thread uint64_t s[2];
+    if (s[0] == 0 && s[1] == 0) {
+        while (s[0] == 0 && s[1] == 0)
+            spcrypto_random(s, sizeof(s));
+    }
+    uint8_t b[16];
+    for (int half = 0; half < 2; half++) {
+        uint64_t x = s[0], y = s[1];
+        s[0] = y;
+        x ^= x << 23;
+        s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+        uint64_t v = s[1] + y;
+        memcpy(b + half * 8, &v, 8);
+    }
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 9562 variant */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 0x0F];
+    }
+    *o = '\0';
+}
+
 /* The client's X-Request-Id when it is safe to echo (1..64 of [A-Za-z0-9._-]), else a
  * new UUIDv4. */
 static void request_id(gw_req *r)
@@ -86,9 +117,7 @@ static void request_id(gw_req *r)
             return;
         }
     }
-    char u[SPCRYPTO_UUID_LEN];
-    spcrypto_uuid_v4(u);
-    memcpy(r->rid, u, sizeof(u));
+    new_request_id(r->rid);
 }
 
 static void add_header(gw_req *r, const char *name, const char *value)
