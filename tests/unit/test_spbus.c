@@ -1037,15 +1037,38 @@ START_TEST(batch_request_left_unanswered_is_internal)
 }
 END_TEST
 
+/* The batch service with one worker, and a plain connection whose replies come to _TB.* */
+typedef struct {
+    spbus *b;
+    spbus_service *svc;
+    natsConnection *nc;
+    natsSubscription *sub;
+} raw_batch;
+
+static raw_batch raw_batch_start(void)
+{
+    raw_batch f = {.b = bus_to(g_env->nats_url, 1)};
+    f.svc = serve_batch(f.b, 1);
+    f.nc = raw_conn();
+    ck_assert_int_eq(natsConnection_SubscribeSync(&f.sub, f.nc, "_TB.*"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(f.nc), NATS_OK);
+    batch_reset();
+    return f;
+}
+
+static void raw_batch_end(raw_batch *f)
+{
+    spbus_service_destroy(f->svc);
+    spbus_destroy(f->b);
+    natsSubscription_Destroy(f->sub);
+    natsConnection_Destroy(f->nc);
+}
+
 START_TEST(batch_bad_requests_never_reach_the_handler)
 {
-    spbus *b = bus_to(g_env->nats_url, 1);
-    spbus_service *svc = serve_batch(b, 1);
-    natsConnection *nc = raw_conn();
-    natsSubscription *sub = NULL;
-    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "_TB.*"), NATS_OK);
-    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
-    batch_reset();
+    raw_batch f = raw_batch_start();
+    natsConnection *nc = f.nc;
+    natsSubscription *sub = f.sub;
     /* One connection, so they queue in this order behind the Sleep: the worker takes 1 with
      * 2 and 3 (same subject) and 4 (another method, which ends the batch), then 5. */
     const uint8_t junk[3] = {0xff, 0xff, 0xff};
@@ -1072,22 +1095,15 @@ START_TEST(batch_bad_requests_never_reach_the_handler)
     ck_assert_str_eq(g_batch_emails[0], "g1");
     ck_assert_str_eq(g_batch_emails[1], "g2");
     pthread_mutex_unlock(&g_batch_mu);
-    spbus_service_destroy(svc);
-    spbus_destroy(b);
-    natsSubscription_Destroy(sub);
-    natsConnection_Destroy(nc);
+    raw_batch_end(&f);
 }
 END_TEST
 
 START_TEST(batch_other_method_taken_along_is_served_after_the_batch)
 {
-    spbus *b = bus_to(g_env->nats_url, 1);
-    spbus_service *svc = serve_batch(b, 1);
-    natsConnection *nc = raw_conn();
-    natsSubscription *sub = NULL;
-    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "_TB.*"), NATS_OK);
-    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
-    batch_reset();
+    raw_batch f = raw_batch_start();
+    natsConnection *nc = f.nc;
+    natsSubscription *sub = f.sub;
     /* Queued in this order behind the Sleep: Batch x3, then Note (taken along, ends the batch). */
     raw_send_sleep(nc, "_TB.0", 400);
     raw_send_email(nc, "sp.t.v1.Batch", "_TB.1", "o1");
@@ -1108,10 +1124,7 @@ START_TEST(batch_other_method_taken_along_is_served_after_the_batch)
     ck_assert_uint_eq(g_batch_sizes[0], 3);
     ck_assert_str_eq(g_order, "BN"); /* the requests that came first are answered first */
     pthread_mutex_unlock(&g_batch_mu);
-    spbus_service_destroy(svc);
-    spbus_destroy(b);
-    natsSubscription_Destroy(sub);
-    natsConnection_Destroy(nc);
+    raw_batch_end(&f);
 }
 END_TEST
 
