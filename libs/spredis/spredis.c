@@ -216,6 +216,15 @@ bool spredis_ping(spredis *r)
     return ok;
 }
 
+bool spredis_exists(spredis *r, const char *key)
+{
+    redisReply *rep = NULL;
+    bool yes = spredis_cmd(&rep, r, "EXISTS", key, NULL) == SP_OK && rep != NULL &&
+               rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (rep) freeReplyObject(rep);
+    return yes;
+}
+
 unsigned spredis_generation(const spredis *r)
 {
     return r->generation;

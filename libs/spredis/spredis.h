@@ -26,6 +26,9 @@ sp_status spredis_command(redisReply **out, spredis *r, int argc, const char **a
 sp_status spredis_cmd(redisReply **out, spredis *r, const char *arg0, ...);
 
 bool spredis_ping(spredis *r);
+/* true when Redis answers that 'key' exists; false when it does not or Redis does not
+ * answer. */
+bool spredis_exists(spredis *r, const char *key);
 /* Increments each time a new connection is made (lets a caller redo work after a reconnect,
  * such as rewriting revocations). */
 unsigned spredis_generation(const spredis *r);

@@ -21,23 +21,14 @@ struct auth_keeper {
     spdb *db;
 };
 
-/* true when Redis answers that the loaded key exists; false when it is missing or Redis
- * does not answer (the rewrite then fails too and is tried again next time). */
-static bool loaded(spredis *r)
-{
-    redisReply *rep = NULL;
-    sp_status s = spredis_cmd(&rep, r, "EXISTS", AUTH_REVOCATIONS_LOADED_KEY, NULL);
-    bool yes = s == SP_OK && rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-    if (rep != NULL) freeReplyObject(rep);
-    return yes;
-}
-
 /* One check: connects what is missing, rewrites when the key is missing. */
 static void keep(auth_keeper *k)
 {
     if (k->r == NULL && spredis_create(&k->r, k->redis_url, AUTH_REDIS_TIMEOUT_MS) != SP_OK)
         return;
-    if (loaded(k->r)) return;
+    /* Redis answers and holds the key: nothing to do (not answering: the rewrite fails
+     * too and is tried again next time) */
+    if (spredis_exists(k->r, AUTH_REVOCATIONS_LOADED_KEY)) return;
     if (k->db == NULL && spdb_connect(&k->db, k->db_url) != SP_OK) return;
     sp_status s = auth_revocations_rewrite(k->r, k->db, k->access_ttl_s, NULL);
     if (s != SP_OK) sp_log_debug(NULL, "revocations_rewrite_failed", "code", sp_error_code(s));

@@ -157,16 +157,6 @@ static void on_announced(void *user, const char *subject, const void *data, size
     sp__auth__v1__sessions_revoked__free_unpacked(m, NULL);
 }
 
-/* true when Redis answers and holds the loaded key. */
-static bool redis_loaded(spredis *r)
-{
-    redisReply *rep = NULL;
-    sp_status s = spredis_cmd(&rep, r, "EXISTS", REVOCATIONS_LOADED_KEY, NULL);
-    bool yes = s == SP_OK && rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-    if (rep != NULL) freeReplyObject(rep);
-    return yes;
-}
-
 /* Adds every sp:revoked:sid:* of Redis; false when Redis failed midway. */
 static bool reload(gw_revoked *rv)
 {
@@ -207,12 +197,12 @@ static bool reload(gw_revoked *rv)
 static void keep(gw_revoked *rv, uint64_t *seen_disconnects, int64_t *last_reload_us)
 {
     uint64_t d = spbus_disconnects(rv->bus);
-    bool ok = spbus_connected(rv->bus) && redis_loaded(rv->r);
+    bool ok = spbus_connected(rv->bus) && spredis_exists(rv->r, REVOCATIONS_LOADED_KEY);
     bool due = !atomic_load(&rv->fresh) || d != *seen_disconnects ||
                sp_monotonic_us() - *last_reload_us >= (int64_t)GW_REVOKED_RELOAD_MS * 1000;
     if (ok && due) {
         /* the key again after the scan: a Redis emptied meanwhile is not taken as loaded */
-        ok = reload(rv) && redis_loaded(rv->r);
+        ok = reload(rv) && spredis_exists(rv->r, REVOCATIONS_LOADED_KEY);
         if (ok) {
             *seen_disconnects = d;
             *last_reload_us = sp_monotonic_us();

@@ -74,6 +74,22 @@ START_TEST(error_reply_is_ok_with_error_type)
 }
 END_TEST
 
+START_TEST(exists_says_whether_a_key_is_there)
+{
+    spredis *r = create_ok(env->redis_url);
+    redisReply *rep = NULL;
+    ck_assert(!spredis_exists(r, "t:exists"));
+    ck_assert_int_eq(spredis_cmd(&rep, r, "SET", "t:exists", "1", NULL), SP_OK);
+    freeReplyObject(rep);
+    ck_assert(spredis_exists(r, "t:exists"));
+    spredis_destroy(r);
+    /* nothing listens there: not "exists" */
+    r = create_ok("redis://127.0.0.1:1");
+    ck_assert(!spredis_exists(r, "t:exists"));
+    spredis_destroy(r);
+}
+END_TEST
+
 START_TEST(db_number_in_url_selects_the_database)
 {
     char url[160];
@@ -172,6 +188,7 @@ int main(void)
     tcase_add_test(tc, binary_values_with_spaces_and_nuls_round_trip);
     tcase_add_test(tc, string_arguments_are_never_a_format);
     tcase_add_test(tc, error_reply_is_ok_with_error_type);
+    tcase_add_test(tc, exists_says_whether_a_key_is_there);
     tcase_add_test(tc, db_number_in_url_selects_the_database);
     tcase_add_test(tc, password_in_url_is_sent_with_auth);
     tcase_add_test(tc, server_down_is_unavailable_fast_and_restart_reconnects);
