@@ -78,7 +78,7 @@ static void new_request_id(char out[SPCRYPTO_UUID_LEN])
             spcrypto_random(s, sizeof(s));
     }
     uint8_t b[16];
-    for (int half = 0; half < 2; half++) {
+    for (size_t half = 0; half < 2; half++) {
         uint64_t x = s[0], y = s[1];
         s[0] = y;
         x ^= x << 23;
