@@ -441,6 +441,38 @@ START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
 }
 END_TEST
 
+/* revocations the gateway never heard of (neither the call nor auth's announcement) are
+ * taken from Redis whenever its copy was stale, as at start: here Redis loses the loaded
+ * key, gets a revoked session and the key back, as when auth rewrites an emptied Redis */
+START_TEST(revocations_in_redis_are_loaded_after_being_stale)
+{
+    spjwt_claims c = good_claims();
+    snprintf(c.sid, sizeof(c.sid), "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a");
+    char *revoked = sign(jwt_secret, "smartpark", "smartpark-api", c);
+    char *other = good_token();
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
+             env->redis_port);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(wait_session_store(false));
+    snprintf(cmd, sizeof(cmd),
+             "redis-cli -h 127.0.0.1 -p %d SET sp:revoked:sid:%s 1 EX 900 >/dev/null && "
+             "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_port, c.sid, env->redis_port);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(wait_session_store(true));
+    sptest_resp *r = get_me_bearer(revoked);
+    assert_error(r, 401, "invalid_token");
+    ck_assert_str_eq(sptest_jstr(r, "error.message"), "session revoked");
+    sptest_resp_free(r);
+    r = get_me_bearer(other); /* past the session check: no auth runs here, so 503 */
+    ck_assert_int_ne(r->status, 401);
+    sptest_resp_free(r);
+    free(revoked);
+    free(other);
+}
+END_TEST
+
 START_TEST(route_without_body_refuses_a_body)
 {
     char *tok = good_token();
@@ -601,6 +633,7 @@ int main(void)
     tcase_add_test(tc, me_with_wrong_issuer_or_audience_is_invalid);
     tcase_add_test(tc, me_with_valid_token_and_no_auth_service_is_503);
     tcase_add_test(tc, valid_token_is_503_while_revocations_are_not_loaded);
+    tcase_add_test(tc, revocations_in_redis_are_loaded_after_being_stale);
     tcase_add_test(tc, route_without_body_refuses_a_body);
     tcase_add_test(tc, register_with_text_plain_is_415);
     tcase_add_test(tc, register_with_2mib_body_is_413);
