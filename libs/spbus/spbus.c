@@ -916,11 +916,17 @@ static const spbus_route *find_route(const spbus_service *svc, const char *metho
     return NULL;
 }
 
-/* The route of a request subject "sp.<api>.v1.<Method>", or NULL. */
-static const spbus_route *route_of(const spbus_service *svc, const char *subject)
+/* The method of a request subject "sp.<api>.v1.<Method>". */
+static const char *method_of(const char *subject)
 {
     const char *dot = strrchr(subject, '.');
-    return find_route(svc, dot != NULL ? dot + 1 : subject);
+    return dot != NULL ? dot + 1 : subject;
+}
+
+/* The route of a request subject, or NULL. */
+static const spbus_route *route_of(const spbus_service *svc, const char *subject)
+{
+    return find_route(svc, method_of(subject));
 }
 
 /* Envelope, deadline, route, input: true when the request is ready for its handler;
@@ -974,10 +980,8 @@ static void finish_request(spbus_req *req, sp_status s, int64_t t0)
     }
     char us[24];
     snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
-    const char *subject = natsMsg_GetSubject(req->msg);
-    const char *dot = strrchr(subject, '.');
-    sp_log_debug(spbus_req_id(req), "bus_request_served", "method", dot ? dot + 1 : subject, "us",
-                 us);
+    sp_log_debug(spbus_req_id(req), "bus_request_served", "method",
+                 method_of(natsMsg_GetSubject(req->msg)), "us", us);
     sp_arena_destroy(req->arena);
     msg_release(req->msg);
 }

@@ -85,8 +85,6 @@ sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, 
 /* SP_OK: not revoked; SP_ERR_INVALID_TOKEN: revoked (or not a session id);
  * SP_ERR_UNAVAILABLE: the copy is not known to be fresh (Redis or NATS down). */
 sp_status gw_revoked_check(gw_revoked *rv, const char *sid);
-void gw_revoked_add(gw_revoked *rv, const char *sid);
-bool gw_revoked_fresh(gw_revoked *rv);
 void gw_revoked_stop(gw_revoked *rv); /* the keeper thread, before the bus goes */
 void gw_revoked_free(gw_revoked *rv); /* after the bus */
 

@@ -73,10 +73,8 @@ static const char *metric_method(const char *m)
 static void new_request_id(char out[SPCRYPTO_UUID_LEN])
 {
     static __thread uint64_t s[2];
-    if (s[0] == 0 && s[1] == 0) {
-        while (s[0] == 0 && s[1] == 0)
-            spcrypto_random(s, sizeof(s));
-    }
+    while (s[0] == 0 && s[1] == 0) /* once per thread: the state is never all zero after */
+        spcrypto_random(s, sizeof(s));
     uint8_t b[16];
     for (size_t half = 0; half < 2; half++) {
         uint64_t x = s[0], y = s[1];

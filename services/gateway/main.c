@@ -126,10 +126,13 @@ int main(int argc, char **argv)
         sp_log_error(NULL, "nats_connect_failed", "url", bo.url);
         goto out;
     }
-    if (spredis_create(&g.redis, sp_config_str(cfg, "SP_REDIS_URL"), 500) != SP_OK ||
-        gw_revoked_start(&g.revoked, g.bus, sp_config_str(cfg, "SP_REDIS_URL"),
-                         sp_config_int(cfg, "SP_ACCESS_TTL_S")) != SP_OK) {
+    if (spredis_create(&g.redis, sp_config_str(cfg, "SP_REDIS_URL"), 500) != SP_OK) {
         sp_log_error(NULL, "redis_url_invalid");
+        goto out;
+    }
+    if (gw_revoked_start(&g.revoked, g.bus, sp_config_str(cfg, "SP_REDIS_URL"),
+                         sp_config_int(cfg, "SP_ACCESS_TTL_S")) != SP_OK) {
+        sp_log_error(NULL, "revoked_sessions_start_failed");
         goto out;
     }
     if (spadmin_start(&admin, sp_config_str(cfg, "SP_ADMIN_ADDR"), gw_ready, &g) != SP_OK) {

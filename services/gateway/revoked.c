@@ -45,7 +45,6 @@ struct gw_revoked {
     int64_t ttl_s;
     atomic_bool fresh;
     spbus *bus;
-    char *redis_url;
     spredis *r; /* the keeper thread's */
     pthread_t thread;
     bool started;
@@ -98,7 +97,8 @@ static bool rehash_locked(gw_revoked *rv, int64_t now)
     return true;
 }
 
-void gw_revoked_add(gw_revoked *rv, const char *sid)
+/* Adds 'sid' (kept ttl_s from now; a sid already there gets its time renewed). */
+static void revoked_add(gw_revoked *rv, const char *sid)
 {
     size_t len = sid != NULL ? strnlen(sid, SID_MAX + 1) : 0;
     if (rv == NULL || len == 0 || len > SID_MAX) return;
@@ -132,15 +132,10 @@ sp_status gw_revoked_check(gw_revoked *rv, const char *sid)
     return revoked ? SP_ERR_INVALID_TOKEN : SP_OK;
 }
 
-bool gw_revoked_fresh(gw_revoked *rv)
-{
-    return rv != NULL && atomic_load(&rv->fresh);
-}
-
 /* spbus_on_revoked: a revoking call this gateway made. */
 static void on_reply_revoked(void *user, const char *sid)
 {
-    gw_revoked_add(user, sid);
+    revoked_add(user, sid);
 }
 
 /* sp.auth.changed.sessions: a revocation made through any gateway. */
@@ -153,7 +148,7 @@ static void on_announced(void *user, const char *subject, const void *data, size
         return;
     }
     for (size_t i = 0; i < m->n_session_ids; i++)
-        gw_revoked_add(user, m->session_ids[i]);
+        revoked_add(user, m->session_ids[i]);
     sp__auth__v1__sessions_revoked__free_unpacked(m, NULL);
 }
 
@@ -177,7 +172,7 @@ static bool reload(gw_revoked *rv)
                 const redisReply *k = keys->element[i];
                 size_t plen = sizeof(REVOKED_PREFIX) - 1;
                 if (k->type == REDIS_REPLY_STRING && k->len > plen) {
-                    gw_revoked_add(rv, k->str + plen);
+                    revoked_add(rv, k->str + plen);
                     count++;
                 }
             }
@@ -260,10 +255,9 @@ sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, 
     rv->ttl_s = ttl_s > 0 ? ttl_s : 1;
     rv->cap = 1024;
     rv->tab = calloc(rv->cap, sizeof(*rv->tab));
-    rv->redis_url = strdup(redis_url);
     spadmin_metric_help("sp_gateway_revoked_sessions", "gauge",
                         "revoked sessions this gateway knows (its copy of Redis)");
-    sp_status s = rv->tab != NULL && rv->redis_url != NULL ? SP_OK : SP_ERR_INTERNAL;
+    sp_status s = rv->tab != NULL ? SP_OK : SP_ERR_INTERNAL;
     if (s == SP_OK) s = spredis_create(&rv->r, redis_url, 500);
     if (s == SP_OK) {
         spbus_on_revoked(bus, on_reply_revoked, rv);
@@ -293,7 +287,6 @@ void gw_revoked_free(gw_revoked *rv)
     if (rv == NULL) return;
     gw_revoked_stop(rv);
     spredis_destroy(rv->r);
-    free(rv->redis_url);
     free(rv->tab);
     pthread_cond_destroy(&rv->cv);
     pthread_mutex_destroy(&rv->mu);
