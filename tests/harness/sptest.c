@@ -1249,6 +1249,30 @@ void sptest_kill(sptest_proc *p, int sig)
     p->pid = 0;
 }
 
+long sptest_log_size(const sptest_proc *p)
+{
+    struct stat st;
+    return stat(p->log, &st) == 0 ? (long)st.st_size : 0;
+}
+
+bool sptest_log_has(const sptest_proc *p, long from, const char *needle)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL) return false;
+    char line[8192];
+    bool found = false;
+    if (from > 0) fseek(f, from, SEEK_SET);
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+bool sptest_log_has_sanitizer(const sptest_proc *p, long from)
+{
+    return sptest_log_has(p, from, "Sanitizer") || sptest_log_has(p, from, "runtime error");
+}
+
 void sptest_restart(sptest_env *e, sptest_proc *p)
 {
     envx *x = (envx *)e;

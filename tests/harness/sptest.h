@@ -60,6 +60,12 @@ void sptest_kill(sptest_proc *p, int sig);
 /* Restarts a killed infrastructure server or service on the same port and directory,
  * waiting until it answers. */
 void sptest_restart(sptest_env *e, sptest_proc *p);
+/* The size of p's log now: an offset for sptest_log_has to look only at what comes after. */
+long sptest_log_size(const sptest_proc *p);
+/* true when a line of p's log from byte 'from' on contains 'needle'. */
+bool sptest_log_has(const sptest_proc *p, long from, const char *needle);
+/* true when p's log from byte 'from' on holds a sanitizer report (ASan, UBSan, LSan). */
+bool sptest_log_has_sanitizer(const sptest_proc *p, long from);
 
 bool sptest_wait_tcp(int port, int timeout_ms);
 bool sptest_wait_http(const char *url, long want_status, int timeout_ms);

@@ -701,18 +701,8 @@ START_TEST(auth_stops_cleanly_with_its_outbox)
     PQfinish(c);
 
     sptest_kill(AUTH, SIGTERM);
-    FILE *f = fopen(AUTH->log, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[4096];
-    bool stopped = false, sanitizer = false;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        if (strstr(line, "\"msg\":\"stopped\"") != NULL) stopped = true;
-        if (strstr(line, "Sanitizer") != NULL || strstr(line, "runtime error") != NULL)
-            sanitizer = true;
-    }
-    fclose(f);
-    ck_assert_msg(stopped, "no clean stop in %s", AUTH->log);
-    ck_assert_msg(!sanitizer, "sanitizer report in %s", AUTH->log);
+    ck_assert_msg(sptest_log_has(AUTH, 0, "\"msg\":\"stopped\""), "no clean stop in %s", AUTH->log);
+    ck_assert_msg(!sptest_log_has_sanitizer(AUTH, 0), "sanitizer report in %s", AUTH->log);
     account_free(&a);
 }
 END_TEST

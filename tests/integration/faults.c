@@ -292,18 +292,6 @@ static int wait_exit(sptest_proc *p, int timeout_ms)
     }
 }
 
-static bool log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return false;
-    char line[8192];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* ---- metrics ------------------------------------------------------------------------- */
 
 /* True when a line of 'text' starts with 'prefix'. */
@@ -506,8 +494,7 @@ static void assert_clean_exit(sptest_proc *p, int st)
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s %d (see %s)", p->name,
                   WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
                   p->log);
-    ck_assert_msg(!log_has(p->log, "Sanitizer") && !log_has(p->log, "runtime error"),
-                  "sanitizer report in %s", p->log);
+    ck_assert_msg(!sptest_log_has_sanitizer(p, 0), "sanitizer report in %s", p->log);
 }
 
 START_TEST(auth_sigterm_finishes_requests_in_flight_and_exits_0)
