@@ -86,4 +86,15 @@ void sp_time_format(char *buf, size_t len, int64_t us);
 /* RFC 3339 with 'Z' or an offset and 0..6 fractional digits -> microseconds. */
 sp_status sp_time_parse(int64_t *out, const char *s);
 
+/* ---- periodic task: one thread running fn every period_ms, and at once when woken ------ */
+
+typedef struct sp_task sp_task;
+typedef void (*sp_task_fn)(void *user);
+/* Starts the thread; the first run is one period from now (or at the first wake). */
+sp_status sp_task_start(sp_task **out, int period_ms, sp_task_fn fn, void *user);
+/* Runs fn as soon as the thread is free (a wake during a run runs it once more after). */
+void sp_task_wake(sp_task *t);
+/* Stops and joins the thread (waits for a run in progress), frees; NULL is a no-op. */
+void sp_task_stop(sp_task *t);
+
 #endif

@@ -1,5 +1,5 @@
-/* auth.h -- what the files of the auth service share: its state, the route table that
- * users.c and sessions.c fill, the per-worker database, field errors and input checks.
+/* auth.h -- what the files of the auth service share: its state (on the service kit,
+ * libs/spsvc), the revocations in Redis, the login rate limits and the input checks.
  * Internal to services/auth/. Prefix: auth_. */
 #ifndef AUTH_H
 #define AUTH_H
@@ -15,9 +15,7 @@
 #include "spdb.h"
 #include "spjwt.h"
 #include "spredis.h"
-
-#define AUTH_MAX_ROUTES 16
-#define AUTH_MAX_FIELDS 8
+#include "spsvc.h"
 
 /* api.md, "Auth and profile": limits in Unicode code points. */
 #define AUTH_NAME_MAX 120
@@ -28,15 +26,13 @@
 #define AUTH_ROLE_ADMIN_ID "1"
 #define AUTH_ROLE_APP_USER_ID "3"
 
+/* The service's own state (the kit holds the connections and routes). */
 typedef struct {
-    int workers;
-    spdb **db; /* one per bus worker, connected on first use, by that worker */
-    const char *db_url;
-    /* one per bus worker, created on first use by that worker; redis_gen[w] is the
-     * spredis_generation whose connection already holds every recent revocation */
-    spredis **redis;
+    spsvc *kit;
+    spbus *bus; /* for sp.auth.changed.sessions */
+    /* per bus worker: the spredis_generation whose connection already holds every recent
+     * revocation */
     unsigned *redis_gen;
-    const char *redis_url;
     spjwt_keys jwt;
     int64_t access_ttl_s;
     int64_t refresh_ttl_s;
@@ -46,35 +42,24 @@ typedef struct {
     int rl_fails_per_ip, rl_ip_window_s;
     /* verified for an unknown email so that login takes the same time either way */
     char dummy_hash[SPCRYPTO_HASH_LEN];
-    spbus_route routes[AUTH_MAX_ROUTES];
-    size_t nroutes;
-    struct auth_outbox *outbox; /* publisher of auth.outbox (outbox.c); NULL: none */
-    struct auth_keeper *keeper; /* keeps the revocations in Redis (revocations.c) */
-    spbus *bus;                 /* for sp.auth.changed.sessions */
 } auth_svc;
+
+/* The auth state of the service serving 'req'. */
+static inline auth_svc *auth_of(const spbus_req *req)
+{
+    return spsvc_req_user(req);
+}
 
 /* Where auth announces each revoked session to every gateway (SessionsRevoked). */
 #define AUTH_SESSIONS_REVOKED_SUBJECT "sp.auth.changed.sessions"
 
-/* Appends one route to svc->routes (aborts past AUTH_MAX_ROUTES: a programming error). */
-void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
-                    const ProtobufCMessageDescriptor *in_desc);
-/* The same for a route whose requests queued together are served in one call. */
-void auth_route_add_batch(auth_svc *svc, const char *method, spbus_batch_handler batch,
-                          const ProtobufCMessageDescriptor *in_desc);
 /* users.c: Register, GetMe. sessions.c: Login, Refresh, Logout. */
-void users_register(auth_svc *svc);
-void sessions_register(auth_svc *svc);
+void users_register(spsvc *kit);
+void sessions_register(spsvc *kit);
 /* profile.c: UpdateMe, ChangePassword, DeleteMe. memberships.c: SetMembership,
  * RemoveMembership. */
-void profile_register(auth_svc *svc);
-void memberships_register(auth_svc *svc);
-
-/* The connection of the worker running 'req', connected on first use (spdb resets it by
- * itself after a server restart). Replies unavailable when PostgreSQL cannot be reached. */
-sp_status auth_db_or_reply(spdb **out, spbus_req *req);
-/* Replies the error of a failed query (conflict, unavailable, internal) and logs it. */
-sp_status auth_db_error_reply(spbus_req *req, sp_status s, const char *what);
+void profile_register(spsvc *kit);
+void memberships_register(spsvc *kit);
 
 /* Redis timeout of the auth service (connect and command), ms. */
 #define AUTH_REDIS_TIMEOUT_MS 500
@@ -100,14 +85,15 @@ sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms);
  * from PostgreSQL, each with what is left of that lifetime), then the loaded key. */
 sp_status auth_revocations_rewrite(spredis *r, spdb *db, int64_t access_ttl_s, const char *rid);
 
-/* revocations.c: a thread that checks every AUTH_KEEPER_MS that Redis has the loaded key
+/* revocations.c: a task that checks every AUTH_KEEPER_MS that Redis has the loaded key
  * and rewrites the revocations when it has not, so that a Redis restarted without its data
  * is refilled at once, not at the next revoking call. */
 #define AUTH_KEEPER_MS 500
-typedef struct auth_keeper auth_keeper;
-sp_status auth_keeper_create(auth_keeper **out, const char *db_url, const char *redis_url,
-                             int64_t access_ttl_s);
-void auth_keeper_destroy(auth_keeper *k);
+/* Runs the keeper as a task of the kit (once at once, before serving). */
+sp_status auth_keeper_start(spsvc *kit, const char *db_url, const char *redis_url,
+                            int64_t access_ttl_s);
+/* After the kit stopped its tasks: frees the keeper's connections. */
+void auth_keeper_free(void);
 /* Writes the revocation of session 'sid' (its public id) to Redis: SET
  * sp:revoked:sid:<sid> 1 EX <SP_ACCESS_TTL_S>, after auth_redis_sync. Replies 503
  * unavailable when Redis cannot be reached (the caller has already revoked the session in
@@ -136,15 +122,6 @@ void auth_ratelimit_success(spbus_req *req, const auth_rl *rl);
  * both reservations back (best effort, logged; replies nothing). */
 void auth_ratelimit_release(spbus_req *req, const auth_rl *rl);
 
-/* The caller must be an authenticated user (a valid ctx.user_id); replies 401
- * unauthenticated otherwise. *user_id points into the request. */
-sp_status auth_require_user_or_reply(spbus_req *req, const char **user_id);
-/* The spredis of the worker running 'req', created on first use (NULL on a bad url or a
- * bad worker index). */
-spredis *auth_worker_redis(spbus_req *req);
-/* Begin / commit of the worker's transaction; reply unavailable/internal on failure. */
-sp_status auth_begin_or_reply(spbus_req *req, spdb *db);
-sp_status auth_commit_or_reply(spbus_req *req, spdb *db);
 /* Inside the caller's transaction: marks every live session of user 'user_id' (internal
  * id) revoked for 'reason', except session 'keep_sid' (its public id; NULL: none).
  * *sids = their public ids (in the request's arena), *n their count. Replies on a
@@ -156,41 +133,6 @@ sp_status auth_revoke_user_sessions_or_reply(spbus_req *req, spdb *db, const cha
  * failure (which replied 503). */
 sp_status auth_revoke_all_in_redis_or_reply(spbus_req *req, spdb *db, char *const *sids, size_t n);
 
-/* ---- outbox.c: audit events (domain.md rule 8) ---------------------------------------- */
-
-/* The publisher of auth.outbox: a thread with its own PostgreSQL connection that publishes
- * each row to SP_AUDIT (Nats-Msg-Id = event_id, publish with ack) and deletes it after the
- * ack, every AUTH_OUTBOX_POLL_MS or when woken; a failed publish is retried next round. */
-typedef struct auth_outbox auth_outbox;
-#define AUTH_OUTBOX_POLL_MS 500
-#define AUTH_OUTBOX_BATCH 100
-#define AUTH_OUTBOX_ACK_MS 2000
-sp_status auth_outbox_create(auth_outbox **out, spbus *bus, const char *db_url);
-/* After a commit that wrote to the outbox: publish now rather than at the next poll. */
-void auth_outbox_wake(auth_outbox *o);
-/* Stops and joins the thread (a row not yet published stays for the next start). */
-void auth_outbox_destroy(auth_outbox *o);
-/* Inside the caller's transaction: inserts an sp.audit.v1.AuditEvent of the request's
- * caller (actor, request id, ip from ctx) into auth.outbox, on subject
- * sp.audit.<client_id or "platform">.auth. 'details_json' may be NULL. Replies on a
- * database failure. */
-sp_status auth_audit_or_reply(spbus_req *req, spdb *db, const char *client_id, const char *action,
-                              const char *target_kind, const char *target_id,
-                              const char *details_json);
-
-/* Field errors of one request, all reported at once. Strings must outlive the reply. */
-typedef struct {
-    Sp__V1__FieldError items[AUTH_MAX_FIELDS];
-    Sp__V1__FieldError *ptrs[AUTH_MAX_FIELDS];
-    size_t n;
-} auth_fields;
-
-void auth_fields_init(auth_fields *f);
-/* Records 'reason' for 'path' when reason is not NULL. */
-void auth_fields_add(auth_fields *f, const char *path, const char *reason);
-/* SP_OK when no field is bad; else replies 400 validation_failed naming each one. */
-sp_status auth_fields_or_reply(spbus_req *req, const auth_fields *f);
-
 /* Each check returns NULL when the value is fine, else the reason to report. */
 const char *auth_check_name(const char *s);
 const char *auth_check_email(const char *s);
@@ -199,14 +141,13 @@ const char *auth_check_password(const char *s);
 const char *auth_check_login_email(const char *s);
 const char *auth_check_login_password(const char *s);
 
-/* Code points of a UTF-8 string; -1 when it is not valid UTF-8. */
-long auth_utf8_len(const char *s);
+/* users.c: replies GetMeReply from row 'row' of 'res' (columns: id, name, email,
+ * created_at us, is_admin, client_id, client_role), or 401 unauthenticated when row < 0
+ * (the account is missing or deleted: the token outlived it). */
+void auth_reply_me(spbus_req *req, const char *user_id, PGresult *res, int row);
 
 /* The token's role: admin if the user has the admin role, else client_admin when a member
  * of a client, else app_user. */
 const char *auth_role_of(bool is_admin, bool is_member);
-
-/* A bigint column (microseconds and the like) as int64. */
-int64_t auth_pg_int64(const char *v);
 
 #endif

@@ -1,5 +1,5 @@
-/* common.c -- what the handlers of the auth service share: the route table, the per-worker
- * database connection, field errors and the checks of names, emails and passwords. */
+/* common.c -- what the handlers of the auth service share: the checks of names, emails
+ * and passwords, the revocations in Redis and the revocation of a user's sessions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,134 +7,9 @@
 
 #include "auth.h"
 
-void auth_route_add(auth_svc *svc, const char *method, spbus_handler fn,
-                    const ProtobufCMessageDescriptor *in_desc)
-{
-    if (svc->nroutes >= AUTH_MAX_ROUTES) {
-        sp_log_error(NULL, "too_many_routes", "max", "AUTH_MAX_ROUTES");
-        abort();
-    }
-    svc->routes[svc->nroutes++] = (spbus_route){.method = method, .fn = fn, .in_desc = in_desc};
-}
-
-void auth_route_add_batch(auth_svc *svc, const char *method, spbus_batch_handler batch,
-                          const ProtobufCMessageDescriptor *in_desc)
-{
-    auth_route_add(svc, method, NULL, in_desc);
-    svc->routes[svc->nroutes - 1].batch = batch;
-}
-
-sp_status auth_db_or_reply(spdb **out, spbus_req *req)
-{
-    auth_svc *svc = spbus_req_user(req);
-    int w = spbus_req_worker(req);
-
-    *out = NULL;
-    if (w < 0 || w >= svc->workers) {
-        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
-        return SP_ERR_INTERNAL;
-    }
-    if (svc->db[w] == NULL) {
-        sp_status s = spdb_connect(&svc->db[w], svc->db_url);
-        if (s != SP_OK) {
-            sp_log_warn(spbus_req_id(req), "db_connect_failed", "code", sp_error_code(s));
-            spbus_reply_error(req, SP_ERR_UNAVAILABLE, "database unavailable", NULL);
-            return s;
-        }
-    }
-    *out = svc->db[w];
-    return SP_OK;
-}
-
-sp_status auth_db_error_reply(spbus_req *req, sp_status s, const char *what)
-{
-    sp_log_warn(spbus_req_id(req), "db_failed", "what", what, "code", sp_error_code(s));
-    if (s == SP_ERR_UNAVAILABLE)
-        spbus_reply_error(req, s, "database unavailable", NULL);
-    else
-        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
-    return s;
-}
-
-void auth_fields_init(auth_fields *f)
-{
-    memset(f, 0, sizeof(*f));
-}
-
-void auth_fields_add(auth_fields *f, const char *path, const char *reason)
-{
-    if (reason == NULL || f->n >= AUTH_MAX_FIELDS) return;
-    Sp__V1__FieldError *e = &f->items[f->n];
-    sp__v1__field_error__init(e);
-    e->path = (char *)path;
-    e->reason = (char *)reason;
-    f->ptrs[f->n] = e;
-    f->n++;
-}
-
-sp_status auth_fields_or_reply(spbus_req *req, const auth_fields *f)
-{
-    if (f->n == 0) return SP_OK;
-    spbus_reply_error_fields(req, SP_ERR_VALIDATION_FAILED, "invalid input",
-                             (Sp__V1__FieldError **)f->ptrs, f->n);
-    return SP_ERR_VALIDATION_FAILED;
-}
-
-long auth_utf8_len(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-
-    while (*p != '\0') {
-        unsigned c = *p;
-        int more;
-        unsigned cp;
-        if (c < 0x80) {
-            more = 0;
-            cp = c;
-        } else if ((c & 0xE0) == 0xC0) {
-            more = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            more = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        p++;
-        for (int i = 0; i < more; i++, p++) {
-            if ((*p & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (*p & 0x3F);
-        }
-        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
-        if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return -1;
-        n++;
-    }
-    return n;
-}
-
-static bool has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        if (*p < 0x20 || *p == 0x7F) return true;
-    return false;
-}
-
 const char *auth_check_name(const char *s)
 {
-    if (s == NULL) return "required";
-    long n = auth_utf8_len(s);
-    if (n < 0) return "must be valid UTF-8";
-    if (n == 0) return "must not be empty";
-    if (n > AUTH_NAME_MAX) return "at most 120 characters";
-    if (has_control(s)) return "must not contain control characters";
-    if (strspn(s, " \t") == strlen(s)) return "must not be blank";
-    return NULL;
+    return spsvc_check_text(s, AUTH_NAME_MAX);
 }
 
 /* One '@', a non-empty local part, a domain of non-empty dot-separated labels (at least
@@ -155,7 +30,7 @@ static bool email_shape_ok(const char *s)
 const char *auth_check_email(const char *s)
 {
     if (s == NULL) return "required";
-    long n = auth_utf8_len(s);
+    long n = spsvc_utf8_len(s);
     if (n < 0) return "must be valid UTF-8";
     if (n == 0) return "must not be empty";
     if (n > AUTH_EMAIL_MAX) return "at most 254 characters";
@@ -166,7 +41,7 @@ const char *auth_check_email(const char *s)
 const char *auth_check_password(const char *s)
 {
     if (s == NULL) return "required";
-    long n = auth_utf8_len(s);
+    long n = spsvc_utf8_len(s);
     if (n < 0) return "must be valid UTF-8";
     if (n < AUTH_PASSWORD_MIN) return "at least 8 characters";
     if (n > AUTH_PASSWORD_MAX) return "at most 128 characters";
@@ -176,7 +51,7 @@ const char *auth_check_password(const char *s)
 const char *auth_check_login_email(const char *s)
 {
     if (s == NULL) return "required";
-    long n = auth_utf8_len(s);
+    long n = spsvc_utf8_len(s);
     if (n < 0) return "must be valid UTF-8";
     if (n == 0) return "must not be empty";
     if (n > AUTH_EMAIL_MAX) return "at most 254 characters";
@@ -186,7 +61,7 @@ const char *auth_check_login_email(const char *s)
 const char *auth_check_login_password(const char *s)
 {
     if (s == NULL) return "required";
-    long n = auth_utf8_len(s);
+    long n = spsvc_utf8_len(s);
     if (n < 0) return "must be valid UTF-8";
     if (n == 0) return "must not be empty";
     if (n > AUTH_PASSWORD_MAX) return "at most 128 characters";
@@ -200,29 +75,12 @@ const char *auth_role_of(bool is_admin, bool is_member)
     return "app_user";
 }
 
-int64_t auth_pg_int64(const char *v)
-{
-    return v == NULL ? 0 : strtoll(v, NULL, 10);
-}
-
 /* Sessions revoked within the access token lifetime, each with what is left of it. */
 static const char *sql_recent_revocations =
     "SELECT public_id::text,"
     "       GREATEST(1, $1::bigint - extract(epoch FROM now() - revoked_at)::bigint)"
     " FROM auth.sessions"
     " WHERE revoked_at IS NOT NULL AND revoked_at > now() - $1::bigint * interval '1 second'";
-
-spredis *auth_worker_redis(spbus_req *req)
-{
-    auth_svc *svc = spbus_req_user(req);
-    int w = spbus_req_worker(req);
-
-    if (w < 0 || w >= svc->workers || svc->redis == NULL) return NULL;
-    if (svc->redis[w] == NULL &&
-        spredis_create(&svc->redis[w], svc->redis_url, AUTH_REDIS_TIMEOUT_MS) != SP_OK)
-        sp_log_error(spbus_req_id(req), "redis_url_invalid");
-    return svc->redis[w];
-}
 
 /* SET sp:revoked:sid:<sid> 1 EX <ttl>: SP_ERR_UNAVAILABLE unless Redis answered OK. */
 static sp_status set_revoked(spredis *r, const char *sid, const char *ttl)
@@ -239,9 +97,9 @@ static sp_status set_revoked(spredis *r, const char *sid, const char *ttl)
 
 sp_status auth_redis_sync(spbus_req *req, spdb *db, int patience_ms)
 {
-    auth_svc *svc = spbus_req_user(req);
+    auth_svc *svc = auth_of(req);
     int w = spbus_req_worker(req);
-    spredis *r = auth_worker_redis(req);
+    spredis *r = spsvc_redis(req);
 
     if (r == NULL) return SP_ERR_UNAVAILABLE;
     /* A connection that died with its server is only noticed by a command: the first
@@ -300,18 +158,19 @@ static void announce_revoked(spbus *bus, const char *sid)
     if (bus == NULL || strlen(sid) > 64) return;
     size_t len = sp__auth__v1__sessions_revoked__pack(&m, buf);
     sp_status s = spbus_publish(bus, AUTH_SESSIONS_REVOKED_SUBJECT, buf, len);
-    if (s != SP_OK) sp_log_warn(NULL, "revocation_not_announced", "sid", sid, "code", sp_error_code(s));
+    if (s != SP_OK)
+        sp_log_warn(NULL, "revocation_not_announced", "sid", sid, "code", sp_error_code(s));
 }
 
 sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *sid)
 {
-    auth_svc *svc = spbus_req_user(req);
+    auth_svc *svc = auth_of(req);
     char ttl[24];
 
     sp_status s = auth_redis_sync(req, db, AUTH_REDIS_PATIENCE_MS);
     if (s == SP_OK) {
         snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->access_ttl_s);
-        s = set_revoked(auth_worker_redis(req), sid, ttl);
+        s = set_revoked(spsvc_redis(req), sid, ttl);
     }
     if (s == SP_OK) {
         /* the calling gateway applies it before it answers (the reply carries it), every
@@ -324,31 +183,6 @@ sp_status auth_revoke_in_redis_or_reply(spbus_req *req, spdb *db, const char *si
     sp_log_warn(spbus_req_id(req), "revocation_not_in_redis", "sid", sid, "code", sp_error_code(s));
     spbus_reply_error(req, SP_ERR_UNAVAILABLE, "revocation store unavailable", NULL);
     return SP_ERR_UNAVAILABLE;
-}
-
-sp_status auth_require_user_or_reply(spbus_req *req, const char **user_id)
-{
-    const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
-
-    *user_id = NULL;
-    if (ctx == NULL || ctx->user_id == NULL || !spcrypto_uuid_valid(ctx->user_id)) {
-        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "authentication required", NULL);
-        return SP_ERR_UNAUTHENTICATED;
-    }
-    *user_id = ctx->user_id;
-    return SP_OK;
-}
-
-sp_status auth_begin_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_begin(db);
-    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "begin");
-}
-
-sp_status auth_commit_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_commit(db);
-    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "commit");
 }
 
 static const char *sql_revoke_user_sessions =
@@ -369,7 +203,7 @@ sp_status auth_revoke_user_sessions_or_reply(spbus_req *req, spdb *db, const cha
     if (keep_sid != NULL && !spcrypto_uuid_valid(keep_sid)) keep_sid = NULL;
     const char *params[] = {user_id, reason, keep_sid};
     sp_status s = spdb_query(&res, db, sql_revoke_user_sessions, 3, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "revoke_user_sessions");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "revoke_user_sessions");
     int rows = PQntuples(res);
     char **list = sp_arena_alloc(a, sizeof(char *) * (size_t)(rows > 0 ? rows : 1));
     for (int i = 0; list != NULL && i < rows; i++) {

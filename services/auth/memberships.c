@@ -40,12 +40,6 @@ static sp_status require_admin_or_service_or_reply(spbus_req *req)
     return SP_ERR_FORBIDDEN;
 }
 
-static const char *check_uuid(const char *s)
-{
-    if (s == NULL) return "required";
-    return spcrypto_uuid_valid(s) ? NULL : "must be a UUID";
-}
-
 static const char *check_client_role(const char *s)
 {
     if (s == NULL) return "required";
@@ -62,8 +56,33 @@ static sp_status revoke_commit_redis_or_reply(spbus_req *req, spdb *db, const ch
 
     *n = 0;
     sp_status s = auth_revoke_user_sessions_or_reply(req, db, id, NULL, reason, &sids, n);
-    if (s == SP_OK) s = auth_commit_or_reply(req, db);
+    if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
     if (s == SP_OK) s = auth_revoke_all_in_redis_or_reply(req, db, sids, *n);
+    return s;
+}
+
+/* The common steps of both changes: the caller is an admin or a service, the fields are
+ * good, then the statement runs in a new transaction (left open for the caller) and must
+ * touch exactly one row (*res, the caller clears it). Replies 403, 400, 404 'not_found'
+ * or the database error. */
+static sp_status change_or_reply(spbus_req *req, spdb **db, PGresult **res, spsvc_fields *f,
+                                 const char *sql, int nparams, const char *const *params,
+                                 const char *not_found)
+{
+    *db = NULL;
+    *res = NULL;
+    sp_status s = require_admin_or_service_or_reply(req);
+    if (s == SP_OK) s = spsvc_fields_or_reply(req, f);
+    if (s == SP_OK) s = spsvc_db_or_reply(db, req);
+    if (s == SP_OK) s = spsvc_begin_or_reply(req, *db);
+    if (s == SP_OK) {
+        s = spdb_query(res, *db, sql, nparams, params);
+        if (s != SP_OK) spsvc_db_error_reply(req, s, "membership");
+    }
+    if (s == SP_OK && PQntuples(*res) != 1) {
+        spbus_reply_error(req, SP_ERR_NOT_FOUND, not_found, NULL);
+        s = SP_ERR_NOT_FOUND;
+    }
     return s;
 }
 
@@ -75,30 +94,18 @@ static sp_status revoke_commit_redis_or_reply(spbus_req *req, spdb *db, const ch
 static sp_status set_membership(spbus_req *req)
 {
     const Sp__Auth__V1__SetMembershipRequest *in = (const void *)spbus_req_input(req);
+    const char *params[] = {in->user_id, in->client_id, in->client_role};
     PGresult *res = NULL;
     spdb *db = NULL;
-    auth_fields f;
+    spsvc_fields f;
     size_t n = 0;
 
-    sp_status s = require_admin_or_service_or_reply(req);
-    if (s == SP_OK) {
-        auth_fields_init(&f);
-        auth_fields_add(&f, "userId", check_uuid(in->user_id));
-        auth_fields_add(&f, "clientId", check_uuid(in->client_id));
-        auth_fields_add(&f, "clientRole", check_client_role(in->client_role));
-        s = auth_fields_or_reply(req, &f);
-    }
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
-    if (s == SP_OK) s = auth_begin_or_reply(req, db);
-    if (s == SP_OK) {
-        const char *params[] = {in->user_id, in->client_id, in->client_role};
-        s = spdb_query(&res, db, sql_set_membership, 3, params);
-        if (s != SP_OK) auth_db_error_reply(req, s, "set_membership");
-    }
-    if (s == SP_OK && PQntuples(res) != 1) {
-        spbus_reply_error(req, SP_ERR_NOT_FOUND, "user not found", NULL);
-        s = SP_ERR_NOT_FOUND;
-    }
+    spsvc_fields_init(&f);
+    spsvc_fields_add(&f, "userId", spsvc_check_uuid(in->user_id));
+    spsvc_fields_add(&f, "clientId", spsvc_check_uuid(in->client_id));
+    spsvc_fields_add(&f, "clientRole", check_client_role(in->client_role));
+    sp_status s =
+        change_or_reply(req, &db, &res, &f, sql_set_membership, 3, params, "user not found");
     if (s == SP_OK) {
         bool changed =
             !PQgetisnull(res, 0, 1) && (strcmp(PQgetvalue(res, 0, 1), in->client_id) != 0 ||
@@ -107,10 +114,10 @@ static sp_status set_membership(spbus_req *req)
             s = revoke_commit_redis_or_reply(req, db, PQgetvalue(res, 0, 0), "membership_changed",
                                              &n);
         else
-            s = auth_commit_or_reply(req, db);
+            s = spsvc_commit_or_reply(req, db);
     }
     PQclear(res);
-    if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
+    spsvc_rollback(db);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "membership_set", "userId", in->user_id, "clientId",
                     in->client_id, "clientRole", in->client_role);
@@ -127,33 +134,21 @@ static sp_status set_membership(spbus_req *req)
 static sp_status remove_membership(spbus_req *req)
 {
     const Sp__Auth__V1__RemoveMembershipRequest *in = (const void *)spbus_req_input(req);
+    const char *params[] = {in->user_id, in->client_id};
     PGresult *res = NULL;
     spdb *db = NULL;
-    auth_fields f;
+    spsvc_fields f;
     size_t n = 0;
 
-    sp_status s = require_admin_or_service_or_reply(req);
-    if (s == SP_OK) {
-        auth_fields_init(&f);
-        auth_fields_add(&f, "userId", check_uuid(in->user_id));
-        auth_fields_add(&f, "clientId", check_uuid(in->client_id));
-        s = auth_fields_or_reply(req, &f);
-    }
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
-    if (s == SP_OK) s = auth_begin_or_reply(req, db);
-    if (s == SP_OK) {
-        const char *params[] = {in->user_id, in->client_id};
-        s = spdb_query(&res, db, sql_remove_membership, 2, params);
-        if (s != SP_OK) auth_db_error_reply(req, s, "remove_membership");
-    }
-    if (s == SP_OK && PQntuples(res) != 1) {
-        spbus_reply_error(req, SP_ERR_NOT_FOUND, "membership not found", NULL);
-        s = SP_ERR_NOT_FOUND;
-    }
+    spsvc_fields_init(&f);
+    spsvc_fields_add(&f, "userId", spsvc_check_uuid(in->user_id));
+    spsvc_fields_add(&f, "clientId", spsvc_check_uuid(in->client_id));
+    sp_status s = change_or_reply(req, &db, &res, &f, sql_remove_membership, 2, params,
+                                  "membership not found");
     if (s == SP_OK)
         s = revoke_commit_redis_or_reply(req, db, PQgetvalue(res, 0, 0), "membership_removed", &n);
     PQclear(res);
-    if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
+    spsvc_rollback(db);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "membership_removed", "userId", in->user_id, "clientId",
                     in->client_id);
@@ -165,10 +160,13 @@ static sp_status remove_membership(spbus_req *req)
     return SP_OK; /* every step replied, success or not */
 }
 
-void memberships_register(auth_svc *svc)
+static const spbus_route routes[] = {
+    {"SetMembership", set_membership, &sp__auth__v1__set_membership_request__descriptor, NULL},
+    {"RemoveMembership", remove_membership, &sp__auth__v1__remove_membership_request__descriptor,
+     NULL},
+};
+
+void memberships_register(spsvc *kit)
 {
-    auth_route_add(svc, "SetMembership", set_membership,
-                   &sp__auth__v1__set_membership_request__descriptor);
-    auth_route_add(svc, "RemoveMembership", remove_membership,
-                   &sp__auth__v1__remove_membership_request__descriptor);
+    SPSVC_ROUTES(kit, routes);
 }

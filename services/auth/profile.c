@@ -48,11 +48,11 @@ static const char *sql_delete_me =
 /* name is optional in a PATCH; when given, the rules of Register. */
 static sp_status validate_update_or_reply(spbus_req *req, const Sp__Auth__V1__UpdateMeRequest *in)
 {
-    auth_fields f;
+    spsvc_fields f;
 
-    auth_fields_init(&f);
-    if (in->name != NULL) auth_fields_add(&f, "name", auth_check_name(in->name));
-    return auth_fields_or_reply(req, &f);
+    spsvc_fields_init(&f);
+    if (in->name != NULL) spsvc_fields_add(&f, "name", auth_check_name(in->name));
+    return spsvc_fields_or_reply(req, &f);
 }
 
 /* Updates the name when given and replies the profile (GetMeReply); an account gone since
@@ -64,30 +64,12 @@ static sp_status update_and_reply(spbus_req *req, spdb *db, const char *user_id,
     const char *params[] = {user_id, in->name};
 
     sp_status s = spdb_query(&res, db, sql_update_me, 2, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "update_me");
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        sp_log_info(spbus_req_id(req), "me_user_gone", "userId", user_id);
-        spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "account not found", NULL);
-        return SP_ERR_UNAUTHENTICATED;
-    }
-    bool is_admin = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
-    const char *role = auth_role_of(is_admin, !PQgetisnull(res, 0, 5));
-    Sp__Auth__V1__GetMeReply out = SP__AUTH__V1__GET_ME_REPLY__INIT;
-    out.id = PQgetvalue(res, 0, 0);
-    out.name = PQgetvalue(res, 0, 1);
-    out.email = PQgetvalue(res, 0, 2);
-    out.has_created_at = 1;
-    out.created_at = auth_pg_int64(PQgetvalue(res, 0, 3));
-    out.role = (char *)role;
-    if (strcmp(role, "client_admin") == 0) { /* as GetMe: an admin is never scoped */
-        out.client_id = PQgetvalue(res, 0, 5);
-        out.client_role = PQgetvalue(res, 0, 6);
-    }
-    if (in->name != NULL) sp_log_info(spbus_req_id(req), "profile_updated", "userId", user_id);
-    s = spbus_reply(req, &out.base);
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "update_me");
+    if (in->name != NULL && PQntuples(res) == 1)
+        sp_log_info(spbus_req_id(req), "profile_updated", "userId", user_id);
+    auth_reply_me(req, user_id, res, PQntuples(res) == 1 ? 0 : -1);
     PQclear(res);
-    return s;
+    return SP_OK;
 }
 
 /* UpdateMe: {name} -> the profile. 400 validation_failed on a bad name; 401 when the
@@ -98,9 +80,9 @@ static sp_status update_me(spbus_req *req)
     const char *user_id = NULL;
     spdb *db = NULL;
 
-    sp_status s = auth_require_user_or_reply(req, &user_id);
+    sp_status s = spsvc_require_user_or_reply(req, &user_id);
     if (s == SP_OK) s = validate_update_or_reply(req, in);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = update_and_reply(req, db, user_id, in);
     (void)s; /* every step replied, success or not */
     return SP_OK;
@@ -111,13 +93,13 @@ static sp_status update_me(spbus_req *req)
 static sp_status validate_change_or_reply(spbus_req *req,
                                           const Sp__Auth__V1__ChangePasswordRequest *in)
 {
-    auth_fields f;
+    spsvc_fields f;
 
-    auth_fields_init(&f);
+    spsvc_fields_init(&f);
     /* any stored password must still be accepted as the current one: login's limits */
-    auth_fields_add(&f, "currentPassword", auth_check_login_password(in->current_password));
-    auth_fields_add(&f, "newPassword", auth_check_password(in->new_password));
-    return auth_fields_or_reply(req, &f);
+    spsvc_fields_add(&f, "currentPassword", auth_check_login_password(in->current_password));
+    spsvc_fields_add(&f, "newPassword", auth_check_password(in->new_password));
+    return spsvc_fields_or_reply(req, &f);
 }
 
 /* Finds the live account of 'user_id' (internal id into *id, in the arena) and checks
@@ -131,7 +113,7 @@ static sp_status check_current_or_reply(spbus_req *req, spdb *db, const char *us
 
     *id = NULL;
     sp_status s = spdb_query(&res, db, sql_find_password, 1, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "find_password");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "find_password");
     if (PQntuples(res) != 1) {
         PQclear(res);
         spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "account not found", NULL);
@@ -162,15 +144,15 @@ static sp_status store_and_revoke_or_reply(spbus_req *req, spdb *db, const char 
 
     *sids = NULL;
     *n = 0;
-    sp_status s = auth_begin_or_reply(req, db);
+    sp_status s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) {
         s = spdb_exec(db, sql_set_password, 2, params);
-        if (s != SP_OK) auth_db_error_reply(req, s, "set_password");
+        if (s != SP_OK) spsvc_db_error_reply(req, s, "set_password");
     }
     if (s == SP_OK)
         s = auth_revoke_user_sessions_or_reply(req, db, id, ctx->session_id, "password_changed",
                                                sids, n);
-    if (s == SP_OK) s = auth_commit_or_reply(req, db);
+    if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
     if (spdb_in_tx(db)) spdb_rollback(db);
     return s;
 }
@@ -190,9 +172,9 @@ static sp_status change_password(spbus_req *req)
     spdb *db = NULL;
 
     memset(hash, 0, sizeof(hash));
-    sp_status s = auth_require_user_or_reply(req, &user_id);
+    sp_status s = spsvc_require_user_or_reply(req, &user_id);
     if (s == SP_OK) s = validate_change_or_reply(req, in);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = check_current_or_reply(req, db, user_id, in->current_password, &id);
     if (s == SP_OK) {
         s = spcrypto_password_hash(hash, sizeof(hash), in->new_password, strlen(in->new_password));
@@ -229,11 +211,11 @@ static sp_status delete_and_revoke_or_reply(spbus_req *req, spdb *db, const char
 
     *sids = NULL;
     *n = 0;
-    sp_status s = auth_begin_or_reply(req, db);
+    sp_status s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) {
         s = spdb_query(&res, db, sql_delete_me, 1, params);
         if (s != SP_OK) {
-            auth_db_error_reply(req, s, "delete_me");
+            spsvc_db_error_reply(req, s, "delete_me");
         } else if (PQntuples(res) != 1) {
             sp_log_info(spbus_req_id(req), "me_user_gone", "userId", user_id);
             spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "account not found", NULL);
@@ -252,8 +234,8 @@ static sp_status delete_and_revoke_or_reply(spbus_req *req, spdb *db, const char
     if (s == SP_OK)
         s = auth_revoke_user_sessions_or_reply(req, db, id, NULL, "account_deleted", sids, n);
     if (s == SP_OK)
-        s = auth_audit_or_reply(req, db, client_id, "user.deleted", "user", user_id, NULL);
-    if (s == SP_OK) s = auth_commit_or_reply(req, db);
+        s = spsvc_audit_or_reply(req, db, client_id, "user.deleted", "user", user_id, NULL);
+    if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
     if (spdb_in_tx(db)) spdb_rollback(db);
     return s;
 }
@@ -264,16 +246,14 @@ static sp_status delete_and_revoke_or_reply(spbus_req *req, spdb *db, const char
  * Redis is down (the deletion stands in PostgreSQL; a reconnect rewrites the revocations). */
 static sp_status delete_me(spbus_req *req)
 {
-    auth_svc *svc = spbus_req_user(req);
     const char *user_id = NULL;
     char **sids = NULL;
     size_t n = 0;
     spdb *db = NULL;
 
-    sp_status s = auth_require_user_or_reply(req, &user_id);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    sp_status s = spsvc_require_user_or_reply(req, &user_id);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = delete_and_revoke_or_reply(req, db, user_id, &sids, &n);
-    if (s == SP_OK) auth_outbox_wake(svc->outbox);
     if (s == SP_OK) s = auth_revoke_all_in_redis_or_reply(req, db, sids, n);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "account_deleted", "userId", user_id);
@@ -285,10 +265,13 @@ static sp_status delete_me(spbus_req *req)
     return SP_OK; /* every step replied, success or not */
 }
 
-void profile_register(auth_svc *svc)
+static const spbus_route routes[] = {
+    {"UpdateMe", update_me, &sp__auth__v1__update_me_request__descriptor, NULL},
+    {"ChangePassword", change_password, &sp__auth__v1__change_password_request__descriptor, NULL},
+    {"DeleteMe", delete_me, &sp__auth__v1__delete_me_request__descriptor, NULL},
+};
+
+void profile_register(spsvc *kit)
 {
-    auth_route_add(svc, "UpdateMe", update_me, &sp__auth__v1__update_me_request__descriptor);
-    auth_route_add(svc, "ChangePassword", change_password,
-                   &sp__auth__v1__change_password_request__descriptor);
-    auth_route_add(svc, "DeleteMe", delete_me, &sp__auth__v1__delete_me_request__descriptor);
+    SPSVC_ROUTES(kit, routes);
 }

@@ -82,7 +82,7 @@ static sp_status eval_int(spbus_req *req, long long *out, const char *script, in
 {
     const char *argv[9];
     redisReply *rep = NULL;
-    spredis *r = auth_worker_redis(req);
+    spredis *r = spsvc_redis(req);
 
     *out = 0;
     if (r == NULL || nargs > 7) return SP_ERR_UNAVAILABLE;
@@ -115,13 +115,13 @@ static const char *key_ip(const Sp__V1__RequestContext *ctx)
 
 sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl)
 {
-    auth_svc *svc = spbus_req_user(req);
+    auth_svc *svc = auth_of(req);
     PGresult *res = NULL;
     const char *params[] = {email};
 
     memset(rl, 0, sizeof(*rl));
     sp_status s = spdb_query(&res, db, sql_email_digest, 1, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "email_digest");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "email_digest");
     bool ok = PQntuples(res) == 1 && strlen(PQgetvalue(res, 0, 0)) == 64;
     if (ok)
         snprintf(rl->acct_key, sizeof(rl->acct_key), "sp:login:fail:acct:%s",

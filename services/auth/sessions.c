@@ -67,12 +67,12 @@ static sp_status login_user_copied_or_reply(spbus_req *req, const login_user *u)
 /* Presence and upper limits of a LoginRequest; replies 400 validation_failed. */
 static sp_status validate_login_or_reply(spbus_req *req, const Sp__Auth__V1__LoginRequest *in)
 {
-    auth_fields f;
+    spsvc_fields f;
 
-    auth_fields_init(&f);
-    auth_fields_add(&f, "email", auth_check_login_email(in->email));
-    auth_fields_add(&f, "password", auth_check_login_password(in->password));
-    return auth_fields_or_reply(req, &f);
+    spsvc_fields_init(&f);
+    spsvc_fields_add(&f, "email", auth_check_login_email(in->email));
+    spsvc_fields_add(&f, "password", auth_check_login_password(in->password));
+    return spsvc_fields_or_reply(req, &f);
 }
 
 /* Finds the live user of in->email and checks the password. An unknown email is checked
@@ -84,7 +84,7 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
                                             const Sp__Auth__V1__LoginRequest *in, login_user *u,
                                             const auth_rl *rl)
 {
-    auth_svc *svc = spbus_req_user(req);
+    auth_svc *svc = auth_of(req);
     sp_arena *a = spbus_req_arena(req);
     PGresult *res = NULL;
     const char *params[] = {in->email};
@@ -93,7 +93,7 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
     sp_status s = spdb_query(&res, db, sql_find_login, 1, params);
     if (s != SP_OK) {
         auth_ratelimit_release(req, rl);
-        return auth_db_error_reply(req, s, "find_login");
+        return spsvc_db_error_reply(req, s, "find_login");
     }
 
     bool found = PQntuples(res) == 1;
@@ -114,40 +114,51 @@ static sp_status check_credentials_or_reply(spbus_req *req, spdb *db,
     return login_user_copied_or_reply(req, u);
 }
 
+/* A new refresh token: "<tokenId>.<secret>" with SHA-256 of the secret's 32 bytes in hex
+ * (all that is stored) and the lifetime as text. Wipe 'secret_b64' after use. */
+typedef struct {
+    char token_id[32], secret_b64[48], digest_hex[65], ttl[24];
+} new_refresh;
+
+static void new_refresh_token(new_refresh *t, int64_t ttl_s)
+{
+    uint8_t token_id_raw[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
+
+    spcrypto_random(token_id_raw, sizeof(token_id_raw));
+    spcrypto_random(secret, sizeof(secret));
+    spcrypto_b64url_encode(t->token_id, token_id_raw, sizeof(token_id_raw));
+    spcrypto_b64url_encode(t->secret_b64, secret, sizeof(secret));
+    spcrypto_sha256(digest, secret, sizeof(secret));
+    spcrypto_hex(t->digest_hex, digest, sizeof(digest));
+    snprintf(t->ttl, sizeof(t->ttl), "%lld", (long long)ttl_s);
+    explicit_bzero(secret, sizeof(secret));
+}
+
 /* Stores a new session for 'u' with its first refresh token; writes the session id (the
  * token's sid) and the refresh token "<tokenId>.<secret>" (only SHA-256 of the secret's
  * 32 bytes is stored). Replies unavailable/internal on a database failure. */
 static sp_status open_session_or_reply(spbus_req *req, spdb *db, const login_user *u,
                                        char sid[SPCRYPTO_UUID_LEN], char **refresh)
 {
-    auth_svc *svc = spbus_req_user(req);
     const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
-    uint8_t token_id_raw[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
-    char token_id[32], secret_b64[48], digest_hex[65], ttl[24];
+    new_refresh t;
 
     *refresh = NULL;
     spcrypto_uuid_v4(sid);
-    spcrypto_random(token_id_raw, sizeof(token_id_raw));
-    spcrypto_random(secret, sizeof(secret));
-    spcrypto_b64url_encode(token_id, token_id_raw, sizeof(token_id_raw));
-    spcrypto_b64url_encode(secret_b64, secret, sizeof(secret));
-    spcrypto_sha256(digest, secret, sizeof(secret));
-    spcrypto_hex(digest_hex, digest, sizeof(digest));
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->refresh_ttl_s);
-    explicit_bzero(secret, sizeof(secret));
+    new_refresh_token(&t, auth_of(req)->refresh_ttl_s);
 
     const char *ip = ctx != NULL && ctx->ip != NULL && ctx->ip[0] != '\0' ? ctx->ip : NULL;
     const char *ua = ctx != NULL && ctx->user_agent != NULL && ctx->user_agent[0] != '\0'
                          ? ctx->user_agent
                          : NULL;
-    const char *params[] = {sid, u->id, ip, ua, token_id, digest_hex, ttl};
+    const char *params[] = {sid, u->id, ip, ua, t.token_id, t.digest_hex, t.ttl};
     sp_status s = spdb_exec(db, sql_open_session, 7, params);
     if (s != SP_OK) {
-        explicit_bzero(secret_b64, sizeof(secret_b64));
-        return auth_db_error_reply(req, s, "open_session");
+        explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
+        return spsvc_db_error_reply(req, s, "open_session");
     }
-    *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", token_id, secret_b64);
-    explicit_bzero(secret_b64, sizeof(secret_b64));
+    *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", t.token_id, t.secret_b64);
+    explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
     if (*refresh == NULL) {
         spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
         return SP_ERR_INTERNAL;
@@ -160,7 +171,7 @@ static sp_status open_session_or_reply(spbus_req *req, spdb *db, const login_use
 static sp_status sign_access_or_reply(spbus_req *req, const login_user *u, const char *sid,
                                       char **access)
 {
-    auth_svc *svc = spbus_req_user(req);
+    auth_svc *svc = auth_of(req);
     spjwt_claims c;
     char jti[SPCRYPTO_UUID_LEN];
 
@@ -188,25 +199,39 @@ static sp_status sign_access_or_reply(spbus_req *req, const login_user *u, const
     return SP_OK;
 }
 
-/* Signs the access token of session 'sid' and replies LoginReply. */
-static sp_status sign_and_reply(spbus_req *req, const login_user *u, const char *sid,
-                                const char *refresh)
+/* LoginReply and RefreshReply have the same fields. */
+#define FILL_TOKEN_PAIR(out, access, refresh, ttl)                                                 \
+    do {                                                                                           \
+        (out).access_token = (access);                                                             \
+        (out).refresh_token = (char *)(refresh);                                                   \
+        (out).token_type = "Bearer";                                                               \
+        (out).has_expires_in = 1;                                                                  \
+        (out).expires_in = (ttl);                                                                  \
+    } while (0)
+
+/* Signs the access token of session 'sid' (fresh jti) and replies the pair: a LoginReply,
+ * or a RefreshReply when 'refreshed'. */
+static sp_status reply_token_pair(spbus_req *req, const login_user *u, const char *sid,
+                                  const char *refresh, bool refreshed)
 {
-    auth_svc *svc = spbus_req_user(req);
+    int64_t ttl = auth_of(req)->access_ttl_s;
     char *access = NULL;
 
     sp_status s = sign_access_or_reply(req, u, sid, &access);
     if (s != SP_OK) return s;
-    Sp__Auth__V1__LoginReply out = SP__AUTH__V1__LOGIN_REPLY__INIT;
-    out.access_token = access;
-    out.refresh_token = (char *)refresh;
-    out.token_type = "Bearer";
-    out.has_expires_in = 1;
-    out.expires_in = svc->access_ttl_s;
-    sp_log_info(spbus_req_id(req), "login", "userId", u->public_id, "sid", sid, "role",
-                auth_role_of(u->is_admin, u->client_id != NULL));
-    spadmin_counter_add("sp_auth_logins_total", "result=\"success\"", 1);
-    s = spbus_reply(req, &out.base);
+    if (refreshed) {
+        Sp__Auth__V1__RefreshReply out = SP__AUTH__V1__REFRESH_REPLY__INIT;
+        FILL_TOKEN_PAIR(out, access, refresh, ttl);
+        sp_log_info(spbus_req_id(req), "refreshed", "userId", u->public_id, "sid", sid);
+        s = spbus_reply(req, &out.base);
+    } else {
+        Sp__Auth__V1__LoginReply out = SP__AUTH__V1__LOGIN_REPLY__INIT;
+        FILL_TOKEN_PAIR(out, access, refresh, ttl);
+        sp_log_info(spbus_req_id(req), "login", "userId", u->public_id, "sid", sid, "role",
+                    auth_role_of(u->is_admin, u->client_id != NULL));
+        spadmin_counter_add("sp_auth_logins_total", "result=\"success\"", 1);
+        s = spbus_reply(req, &out.base);
+    }
     free(access);
     return s;
 }
@@ -225,12 +250,12 @@ static sp_status login(spbus_req *req)
     spdb *db = NULL;
 
     sp_status s = validate_login_or_reply(req, in);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
     if (s == SP_OK) s = auth_ratelimit_reserve_or_reply(req, db, in->email, &rl);
     if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u, &rl);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
-    if (s == SP_OK) s = sign_and_reply(req, &u, sid, refresh);
+    if (s == SP_OK) s = reply_token_pair(req, &u, sid, refresh, false);
     if (refresh != NULL) explicit_bzero(refresh, strlen(refresh));
     (void)s; /* every step replied, success or not */
     return SP_OK;
@@ -309,13 +334,13 @@ static bool b64url_exact(const char *s, size_t len, uint8_t *out, size_t nbytes)
 static sp_status parse_refresh_or_reply(spbus_req *req, const char *tok, parsed_refresh *p)
 {
     uint8_t id[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
-    auth_fields f;
+    spsvc_fields f;
 
     memset(p, 0, sizeof(*p));
     if (tok == NULL) {
-        auth_fields_init(&f);
-        auth_fields_add(&f, "refreshToken", "required");
-        return auth_fields_or_reply(req, &f);
+        spsvc_fields_init(&f);
+        spsvc_fields_add(&f, "refreshToken", "required");
+        return spsvc_fields_or_reply(req, &f);
     }
     bool ok =
         strnlen(tok, TOKEN_ID_CHARS + 1 + SECRET_CHARS + 1) == TOKEN_ID_CHARS + 1 + SECRET_CHARS &&
@@ -339,13 +364,13 @@ static sp_status parse_refresh_or_reply(spbus_req *req, const char *tok, parsed_
 static sp_status begin_or_reply(spbus_req *req, spdb *db)
 {
     sp_status s = spdb_begin(db);
-    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "begin");
+    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "begin");
 }
 
 static sp_status commit_or_reply(spbus_req *req, spdb *db)
 {
     sp_status s = spdb_commit(db);
-    return s == SP_OK ? SP_OK : auth_db_error_reply(req, s, "commit");
+    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "commit");
 }
 
 /* Inside the transaction: finds the token by its id, locks it and its session, and
@@ -360,7 +385,7 @@ static sp_status find_refresh_locked_or_reply(spbus_req *req, spdb *db, const pa
 
     memset(row, 0, sizeof(*row));
     sp_status s = spdb_query(&res, db, sql_find_refresh_locked, 1, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "find_refresh");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "find_refresh");
     bool ok = PQntuples(res) == 1 && strlen(PQgetvalue(res, 0, 1)) == 64 &&
               spcrypto_ct_equal(PQgetvalue(res, 0, 1), p->digest_hex, 64);
     if (ok) {
@@ -391,7 +416,7 @@ static sp_status revoke_and_commit_or_reply(spbus_req *req, spdb *db, const refr
 {
     const char *params[] = {row->session_id, reason};
     sp_status s = spdb_exec(db, sql_revoke_session, 2, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "revoke_session");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "revoke_session");
     s = commit_or_reply(req, db);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "session_revoked", "sid", row->sid, "reason", reason);
@@ -426,7 +451,7 @@ static sp_status find_user_or_reply(spbus_req *req, spdb *db, const char *user_i
 
     memset(u, 0, sizeof(*u));
     sp_status s = spdb_query(&res, db, sql_find_user_by_id, 1, params);
-    if (s != SP_OK) return auth_db_error_reply(req, s, "find_user");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "find_user");
     bool found = PQntuples(res) == 1;
     if (found) read_login_user(u, res, a);
     PQclear(res);
@@ -443,55 +468,24 @@ static sp_status find_user_or_reply(spbus_req *req, spdb *db, const char *user_i
 static sp_status rotate_and_commit_or_reply(spbus_req *req, spdb *db, const refresh_row *row,
                                             char **refresh)
 {
-    auth_svc *svc = spbus_req_user(req);
-    uint8_t token_id_raw[TOKEN_ID_BYTES], secret[SECRET_BYTES], digest[32];
-    char token_id[32], secret_b64[48], digest_hex[65], ttl[24];
+    new_refresh t;
 
     *refresh = NULL;
-    spcrypto_random(token_id_raw, sizeof(token_id_raw));
-    spcrypto_random(secret, sizeof(secret));
-    spcrypto_b64url_encode(token_id, token_id_raw, sizeof(token_id_raw));
-    spcrypto_b64url_encode(secret_b64, secret, sizeof(secret));
-    spcrypto_sha256(digest, secret, sizeof(secret));
-    spcrypto_hex(digest_hex, digest, sizeof(digest));
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)svc->refresh_ttl_s);
-    explicit_bzero(secret, sizeof(secret));
-
-    const char *params[] = {row->id, row->session_id, token_id, digest_hex, ttl};
+    new_refresh_token(&t, auth_of(req)->refresh_ttl_s);
+    const char *params[] = {row->id, row->session_id, t.token_id, t.digest_hex, t.ttl};
     sp_status s = spdb_exec(db, sql_rotate, 5, params);
     if (s == SP_OK)
         s = commit_or_reply(req, db);
     else
-        auth_db_error_reply(req, s, "rotate");
+        spsvc_db_error_reply(req, s, "rotate");
     if (s == SP_OK) {
-        *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", token_id, secret_b64);
+        *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", t.token_id, t.secret_b64);
         if (*refresh == NULL) {
             spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
             s = SP_ERR_INTERNAL;
         }
     }
-    explicit_bzero(secret_b64, sizeof(secret_b64));
-    return s;
-}
-
-/* Signs the new access token (same sid, fresh jti) and replies RefreshReply. */
-static sp_status sign_refresh_and_reply(spbus_req *req, const login_user *u, const char *sid,
-                                        const char *refresh)
-{
-    auth_svc *svc = spbus_req_user(req);
-    char *access = NULL;
-
-    sp_status s = sign_access_or_reply(req, u, sid, &access);
-    if (s != SP_OK) return s;
-    Sp__Auth__V1__RefreshReply out = SP__AUTH__V1__REFRESH_REPLY__INIT;
-    out.access_token = access;
-    out.refresh_token = (char *)refresh;
-    out.token_type = "Bearer";
-    out.has_expires_in = 1;
-    out.expires_in = svc->access_ttl_s;
-    sp_log_info(spbus_req_id(req), "refreshed", "userId", u->public_id, "sid", sid);
-    s = spbus_reply(req, &out.base);
-    free(access);
+    explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
     return s;
 }
 
@@ -509,7 +503,7 @@ static sp_status refresh(spbus_req *req)
     spdb *db = NULL;
 
     sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
     if (s == SP_OK) s = begin_or_reply(req, db);
     if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
@@ -525,7 +519,7 @@ static sp_status refresh(spbus_req *req)
     }
     if (s == SP_OK) s = find_user_or_reply(req, db, row.user_id, &u);
     if (s == SP_OK) s = rotate_and_commit_or_reply(req, db, &row, &next);
-    if (s == SP_OK) (void)sign_refresh_and_reply(req, &u, row.sid, next);
+    if (s == SP_OK) (void)reply_token_pair(req, &u, row.sid, next, true);
     if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
     if (next != NULL) explicit_bzero(next, strlen(next));
     explicit_bzero(&p, sizeof(p));
@@ -546,7 +540,7 @@ static sp_status logout(spbus_req *req)
     spdb *db = NULL;
 
     sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = begin_or_reply(req, db);
     if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
     if (s == SP_OK && row.expired && !row.revoked) {
@@ -566,9 +560,13 @@ static sp_status logout(spbus_req *req)
     return SP_OK; /* every step replied, success or not */
 }
 
-void sessions_register(auth_svc *svc)
+static const spbus_route routes[] = {
+    {"Login", login, &sp__auth__v1__login_request__descriptor, NULL},
+    {"Refresh", refresh, &sp__auth__v1__refresh_request__descriptor, NULL},
+    {"Logout", logout, &sp__auth__v1__logout_request__descriptor, NULL},
+};
+
+void sessions_register(spsvc *kit)
 {
-    auth_route_add(svc, "Login", login, &sp__auth__v1__login_request__descriptor);
-    auth_route_add(svc, "Refresh", refresh, &sp__auth__v1__refresh_request__descriptor);
-    auth_route_add(svc, "Logout", logout, &sp__auth__v1__logout_request__descriptor);
+    SPSVC_ROUTES(kit, routes);
 }

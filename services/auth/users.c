@@ -36,13 +36,13 @@ static const char *sql_get_me =
 /* Every bad field of a RegisterRequest at once; replies 400 validation_failed. */
 static sp_status validate_register_or_reply(spbus_req *req, const Sp__Auth__V1__RegisterRequest *in)
 {
-    auth_fields f;
+    spsvc_fields f;
 
-    auth_fields_init(&f);
-    auth_fields_add(&f, "name", auth_check_name(in->name));
-    auth_fields_add(&f, "email", auth_check_email(in->email));
-    auth_fields_add(&f, "password", auth_check_password(in->password));
-    return auth_fields_or_reply(req, &f);
+    spsvc_fields_init(&f);
+    spsvc_fields_add(&f, "name", auth_check_name(in->name));
+    spsvc_fields_add(&f, "email", auth_check_email(in->email));
+    spsvc_fields_add(&f, "password", auth_check_password(in->password));
+    return spsvc_fields_or_reply(req, &f);
 }
 
 /* argon2id of the password into 'hash' (SPCRYPTO_HASH_LEN); replies internal on failure. */
@@ -75,10 +75,10 @@ static sp_status insert_user_and_reply(spbus_req *req, spdb *db,
                           "already registered", NULL);
         return SP_ERR_CONFLICT;
     }
-    if (s != SP_OK) return auth_db_error_reply(req, s, "register");
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "register");
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return auth_db_error_reply(req, SP_ERR_INTERNAL, "register returned no row");
+        return spsvc_db_error_reply(req, SP_ERR_INTERNAL, "register returned no row");
     }
 
     Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
@@ -87,7 +87,7 @@ static sp_status insert_user_and_reply(spbus_req *req, spdb *db,
     out.email = PQgetvalue(res, 0, 2);
     out.role = "app_user";
     out.has_created_at = 1;
-    out.created_at = auth_pg_int64(PQgetvalue(res, 0, 3));
+    out.created_at = spsvc_pg_int64(PQgetvalue(res, 0, 3));
     sp_log_info(spbus_req_id(req), "user_registered", "userId", out.id);
     spadmin_counter_add("sp_auth_registrations_total", NULL, 1);
     s = spbus_reply(req, &out.base);
@@ -104,7 +104,7 @@ static sp_status register_user(spbus_req *req)
     spdb *db = NULL;
 
     sp_status s = validate_register_or_reply(req, in);
-    if (s == SP_OK) s = auth_db_or_reply(&db, req);
+    if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = hash_password_or_reply(req, hash, in->password);
     if (s == SP_OK) s = insert_user_and_reply(req, db, in, hash);
     explicit_bzero(hash, sizeof(hash));
@@ -128,7 +128,8 @@ static bool prepare_get_me(PGconn *c)
 {
     PGresult *p = PQprepare(c, GET_ME_STMT, sql_get_me, 1, NULL);
     const char *state = PQresultErrorField(p, PG_DIAG_SQLSTATE);
-    bool ok = PQresultStatus(p) == PGRES_COMMAND_OK || (state != NULL && strcmp(state, "42P05") == 0);
+    bool ok =
+        PQresultStatus(p) == PGRES_COMMAND_OK || (state != NULL && strcmp(state, "42P05") == 0);
     PQclear(p);
     return ok;
 }
@@ -142,8 +143,8 @@ static sp_status query_get_me(PGresult **out, spdb *db, int worker, const char *
     PGconn *c = spdb_conn(db);
 
     *out = NULL;
-    if (worker >= 0 && worker < GET_ME_MAX_WORKERS && c != NULL &&
-        PQstatus(c) == CONNECTION_OK && !spdb_in_tx(db)) {
+    if (worker >= 0 && worker < GET_ME_MAX_WORKERS && c != NULL && PQstatus(c) == CONNECTION_OK &&
+        !spdb_in_tx(db)) {
         int pid = PQbackendPID(c);
         bool ready = g_get_me_pid[worker] == pid || prepare_get_me(c);
         if (ready) {
@@ -160,9 +161,7 @@ static sp_status query_get_me(PGresult **out, spdb *db, int worker, const char *
     return spdb_query(out, db, sql_get_me, 1, params);
 }
 
-/* Replies GetMeReply from row 'row' of 'res', or 401 unauthenticated when row < 0 (the
- * account is missing or deleted: the token outlived it). */
-static void reply_me(spbus_req *req, const char *user_id, PGresult *res, int row)
+void auth_reply_me(spbus_req *req, const char *user_id, PGresult *res, int row)
 {
     if (row < 0) {
         sp_log_info(spbus_req_id(req), "me_user_gone", "userId", user_id);
@@ -177,7 +176,7 @@ static void reply_me(spbus_req *req, const char *user_id, PGresult *res, int row
     out.name = PQgetvalue(res, row, 1);
     out.email = PQgetvalue(res, row, 2);
     out.has_created_at = 1;
-    out.created_at = auth_pg_int64(PQgetvalue(res, row, 3));
+    out.created_at = spsvc_pg_int64(PQgetvalue(res, row, 3));
     out.role = (char *)role;
     /* the tenant only for a client_admin: an admin is never scoped to one client */
     if (strcmp(role, "client_admin") == 0) {
@@ -198,7 +197,7 @@ static void get_me_batch(spbus_req **reqs, size_t n)
 
     list[used++] = '{';
     for (size_t i = 0; i < n && i < SPBUS_MAX_BATCH; i++) {
-        if (auth_require_user_or_reply(reqs[i], &ids[nl]) != SP_OK) continue;
+        if (spsvc_require_user_or_reply(reqs[i], &ids[nl]) != SP_OK) continue;
         if (nl > 0) list[used++] = ',';
         size_t len = strlen(ids[nl]); /* a valid uuid: SPCRYPTO_UUID_LEN - 1 characters */
         memcpy(list + used, ids[nl], len);
@@ -211,10 +210,10 @@ static void get_me_batch(spbus_req **reqs, size_t n)
 
     spdb *db = NULL;
     PGresult *res = NULL;
-    sp_status s = auth_db_or_reply(&db, live[0]); /* replied to live[0] on failure */
+    sp_status s = spsvc_db_or_reply(&db, live[0]); /* replied to live[0] on failure */
     if (s == SP_OK) {
         s = query_get_me(&res, db, spbus_req_worker(live[0]), list);
-        if (s != SP_OK) auth_db_error_reply(live[0], s, "get_me");
+        if (s != SP_OK) spsvc_db_error_reply(live[0], s, "get_me");
     }
     if (s != SP_OK) {
         for (size_t i = 1; i < nl; i++)
@@ -228,13 +227,17 @@ static void get_me_batch(spbus_req **reqs, size_t n)
         int row = -1;
         for (int r = 0; r < rows && row < 0; r++)
             if (strcasecmp(PQgetvalue(res, r, 0), ids[i]) == 0) row = r;
-        reply_me(live[i], ids[i], res, row);
+        auth_reply_me(live[i], ids[i], res, row);
     }
     PQclear(res);
 }
 
-void users_register(auth_svc *svc)
+static const spbus_route routes[] = {
+    {"Register", register_user, &sp__auth__v1__register_request__descriptor, NULL},
+    {"GetMe", NULL, &sp__auth__v1__get_me_request__descriptor, get_me_batch},
+};
+
+void users_register(spsvc *kit)
 {
-    auth_route_add(svc, "Register", register_user, &sp__auth__v1__register_request__descriptor);
-    auth_route_add_batch(svc, "GetMe", get_me_batch, &sp__auth__v1__get_me_request__descriptor);
+    SPSVC_ROUTES(kit, routes);
 }

@@ -10,13 +10,12 @@
  *     request is refused) and by auth's sp.auth.changed.sessions message (every gateway);
  *   - "fresh" only while Redis answers and holds its loaded key (auth rewrote the recent
  *     revocations into it) and NATS is connected: otherwise a token is refused with 503,
- *     never accepted unchecked. A keeper thread checks that every GW_REVOKED_CHECK_MS.
+ *     never accepted unchecked. A keeper task checks that every GW_REVOKED_CHECK_MS.
  * Sessions are never un-revoked, so an entry kept longer than needed is harmless; entries
  * go GW access-token lifetimes after they were last seen in Redis or announced. */
-#include <errno.h>
-#include <stdint.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,12 +44,10 @@ struct gw_revoked {
     int64_t ttl_s;
     atomic_bool fresh;
     spbus *bus;
-    spredis *r; /* the keeper thread's */
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu; /* guards stop, with cv */
-    pthread_cond_t cv;
-    bool stop;
+    spredis *r;                /* the keeper task's */
+    sp_task *keeper;           /* runs keep() every GW_REVOKED_CHECK_MS */
+    uint64_t seen_disconnects; /* the keeper's: spbus_disconnects at the last reload */
+    int64_t last_reload_us;
 };
 
 static int64_t now_s(void)
@@ -163,7 +160,8 @@ static bool reload(gw_revoked *rv)
                                   GW_REVOKED_SCAN_COUNT, NULL);
         bool ok = s == SP_OK && rep != NULL && rep->type == REDIS_REPLY_ARRAY &&
                   rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING &&
-                  rep->element[0]->len < sizeof(cursor) && rep->element[1]->type == REDIS_REPLY_ARRAY;
+                  rep->element[0]->len < sizeof(cursor) &&
+                  rep->element[1]->type == REDIS_REPLY_ARRAY;
         if (ok) {
             memcpy(cursor, rep->element[0]->str, rep->element[0]->len);
             cursor[rep->element[0]->len] = '\0';
@@ -189,18 +187,19 @@ static bool reload(gw_revoked *rv)
 /* One round of the keeper: fresh only while NATS is connected and Redis holds the loaded key;
  * reloads after a NATS disconnect (announcements may have been missed), after being stale,
  * and every GW_REVOKED_RELOAD_MS. */
-static void keep(gw_revoked *rv, uint64_t *seen_disconnects, int64_t *last_reload_us)
+static void keep(void *arg)
 {
+    gw_revoked *rv = arg;
     uint64_t d = spbus_disconnects(rv->bus);
     bool ok = spbus_connected(rv->bus) && spredis_exists(rv->r, REVOCATIONS_LOADED_KEY);
-    bool due = !atomic_load(&rv->fresh) || d != *seen_disconnects ||
-               sp_monotonic_us() - *last_reload_us >= (int64_t)GW_REVOKED_RELOAD_MS * 1000;
+    bool due = !atomic_load(&rv->fresh) || d != rv->seen_disconnects ||
+               sp_monotonic_us() - rv->last_reload_us >= (int64_t)GW_REVOKED_RELOAD_MS * 1000;
     if (ok && due) {
         /* the key again after the scan: a Redis emptied meanwhile is not taken as loaded */
         ok = reload(rv) && spredis_exists(rv->r, REVOCATIONS_LOADED_KEY);
         if (ok) {
-            *seen_disconnects = d;
-            *last_reload_us = sp_monotonic_us();
+            rv->seen_disconnects = d;
+            rv->last_reload_us = sp_monotonic_us();
         }
     }
     if (ok != atomic_load(&rv->fresh)) {
@@ -208,34 +207,13 @@ static void keep(gw_revoked *rv, uint64_t *seen_disconnects, int64_t *last_reloa
         if (ok)
             sp_log_info(NULL, "revocations_fresh");
         else
-            sp_log_warn(NULL, "revocations_stale", "why", "nats or redis down, or redis not loaded");
+            sp_log_warn(NULL, "revocations_stale", "why",
+                        "nats or redis down, or redis not loaded");
     }
     pthread_rwlock_rdlock(&rv->lock);
     double n = (double)rv->n;
     pthread_rwlock_unlock(&rv->lock);
     spadmin_gauge_set("sp_gateway_revoked_sessions", "", n);
-}
-
-static void *keeper_main(void *arg)
-{
-    gw_revoked *rv = arg;
-    uint64_t seen = 0;
-    int64_t last = 0;
-    pthread_mutex_lock(&rv->mu);
-    while (!rv->stop) {
-        pthread_mutex_unlock(&rv->mu);
-        keep(rv, &seen, &last);
-        pthread_mutex_lock(&rv->mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)GW_REVOKED_CHECK_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!rv->stop && pthread_cond_timedwait(&rv->cv, &rv->mu, &until) != ETIMEDOUT) {
-        }
-    }
-    pthread_mutex_unlock(&rv->mu);
-    return NULL;
 }
 
 sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, int64_t ttl_s)
@@ -244,12 +222,6 @@ sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, 
     gw_revoked *rv = calloc(1, sizeof(*rv));
     if (rv == NULL) return SP_ERR_INTERNAL;
     pthread_rwlock_init(&rv->lock, NULL);
-    pthread_mutex_init(&rv->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rv->cv, &ca);
-    pthread_condattr_destroy(&ca);
     atomic_init(&rv->fresh, false);
     rv->bus = bus;
     rv->ttl_s = ttl_s > 0 ? ttl_s : 1;
@@ -263,8 +235,8 @@ sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, 
         spbus_on_revoked(bus, on_reply_revoked, rv);
         s = spbus_subscribe(bus, GW_SESSIONS_REVOKED_SUBJECT, on_announced, rv);
     }
-    if (s == SP_OK && pthread_create(&rv->thread, NULL, keeper_main, rv) != 0) s = SP_ERR_INTERNAL;
-    rv->started = s == SP_OK;
+    if (s == SP_OK) s = sp_task_start(&rv->keeper, GW_REVOKED_CHECK_MS, keep, rv);
+    sp_task_wake(rv->keeper); /* the first load at once */
     *out = rv; /* also on failure: the bus may point at it already (gw_revoked_free) */
     return s;
 }
@@ -273,13 +245,9 @@ sp_status gw_revoked_start(gw_revoked **out, spbus *bus, const char *redis_url, 
  * before the set is freed: gw_revoked_free. */
 void gw_revoked_stop(gw_revoked *rv)
 {
-    if (rv == NULL || !rv->started) return;
-    pthread_mutex_lock(&rv->mu);
-    rv->stop = true;
-    pthread_cond_signal(&rv->cv);
-    pthread_mutex_unlock(&rv->mu);
-    pthread_join(rv->thread, NULL);
-    rv->started = false;
+    if (rv == NULL) return;
+    sp_task_stop(rv->keeper);
+    rv->keeper = NULL;
 }
 
 void gw_revoked_free(gw_revoked *rv)
@@ -288,8 +256,6 @@ void gw_revoked_free(gw_revoked *rv)
     gw_revoked_stop(rv);
     spredis_destroy(rv->r);
     free(rv->tab);
-    pthread_cond_destroy(&rv->cv);
-    pthread_mutex_destroy(&rv->mu);
     pthread_rwlock_destroy(&rv->lock);
     free(rv);
 }

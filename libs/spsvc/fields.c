@@ -1,0 +1,207 @@
+/* fields.c -- field errors, the shared input checks, list limits and cursors. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spcrypto.h"
+#include "spsvc_internal.h"
+
+void spsvc_fields_init(spsvc_fields *f)
+{
+    memset(f, 0, sizeof(*f));
+}
+
+void spsvc_fields_add(spsvc_fields *f, const char *path, const char *reason)
+{
+    if (reason == NULL || f->n >= SPSVC_MAX_FIELDS) return;
+    Sp__V1__FieldError *e = &f->items[f->n];
+    sp__v1__field_error__init(e);
+    e->path = (char *)path;
+    e->reason = (char *)reason;
+    f->ptrs[f->n] = e;
+    f->n++;
+}
+
+sp_status spsvc_fields_or_reply(spbus_req *req, const spsvc_fields *f)
+{
+    if (f->n == 0) return SP_OK;
+    spbus_reply_error_fields(req, SP_ERR_VALIDATION_FAILED, "invalid input",
+                             (Sp__V1__FieldError **)f->ptrs, f->n);
+    return SP_ERR_VALIDATION_FAILED;
+}
+
+sp_status spsvc_forward_error_reply(spbus_req *req, sp_status s, const Sp__V1__Error *err)
+{
+    if (err == NULL) {
+        spbus_reply_error(
+            req, s == SP_OK ? SP_ERR_INTERNAL : s,
+            s == SP_ERR_UNAVAILABLE ? "a service did not answer in time" : "internal error", NULL);
+        return s;
+    }
+    if (err->has_retry_after_s && err->retry_after_s > 0)
+        spbus_reply_error_retry(req, s, err->message, err->retry_after_s);
+    else
+        spbus_reply_error_fields(req, s, err->message, err->fields, err->n_fields);
+    return s;
+}
+
+long spsvc_utf8_len(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+
+    while (*p != '\0') {
+        unsigned c = *p;
+        int more;
+        unsigned cp;
+        if (c < 0x80) {
+            more = 0;
+            cp = c;
+        } else if ((c & 0xE0) == 0xC0) {
+            more = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            more = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            more = 3;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        p++;
+        for (int i = 0; i < more; i++, p++) {
+            if ((*p & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (*p & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
+        if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7F) return true;
+    return false;
+}
+
+/* The reason for a text over 'max': a literal, since reasons outlive the check. */
+static const char *too_long(long max)
+{
+    switch (max) {
+    case 20:
+        return "at most 20 characters";
+    case 32:
+        return "at most 32 characters";
+    case 40:
+        return "at most 40 characters";
+    case 80:
+        return "at most 80 characters";
+    case 120:
+        return "at most 120 characters";
+    case 200:
+        return "at most 200 characters";
+    case 254:
+        return "at most 254 characters";
+    default:
+        return "too long";
+    }
+}
+
+const char *spsvc_check_text(const char *s, long max)
+{
+    if (s == NULL) return "required";
+    long n = spsvc_utf8_len(s);
+    if (n < 0) return "must be valid UTF-8";
+    if (n == 0) return "must not be empty";
+    if (n > max) return too_long(max);
+    if (has_control(s)) return "must not contain control characters";
+    if (strspn(s, " \t") == strlen(s)) return "must not be blank";
+    return NULL;
+}
+
+const char *spsvc_check_opt_text(const char *s, long max)
+{
+    return s == NULL ? NULL : spsvc_check_text(s, max);
+}
+
+const char *spsvc_check_uuid(const char *s)
+{
+    if (s == NULL) return "required";
+    return spcrypto_uuid_valid(s) ? NULL : "must be a UUID";
+}
+
+sp_status spsvc_limit_or_reply(int *out, spbus_req *req, bool has, int64_t value)
+{
+    *out = SPSVC_LIST_DEFAULT;
+    if (!has) return SP_OK;
+    if (value < 1 || value > SPSVC_LIST_MAX) {
+        spbus_reply_error(req, SP_ERR_VALIDATION_FAILED, "invalid input", "limit", "must be 1..500",
+                          NULL);
+        return SP_ERR_VALIDATION_FAILED;
+    }
+    *out = (int)value;
+    return SP_OK;
+}
+
+/* The cursor is "c1.<at>.<id>" in base64url: a version tag, then the keyset. */
+bool spsvc_cursor_decode(int64_t *at, int64_t *id, const char *cursor)
+{
+    uint8_t raw[64];
+    char text[65], tail;
+    long long a = 0, i = 0;
+
+    *at = *id = -1;
+    size_t len = strlen(cursor);
+    long n = len <= SPSVC_CURSOR_MAX ? spcrypto_b64url_decode(raw, sizeof(raw), cursor, len) : -1;
+    if (n <= 0) return false;
+    memcpy(text, raw, (size_t)n);
+    text[n] = '\0';
+    if (sscanf(text, "c1.%lld.%lld%c", &a, &i, &tail) != 2 || a < 0 || i < 0) return false;
+    /* canonical only: one cursor per position */
+    char again[SPSVC_CURSOR_MAX + 1];
+    spsvc_cursor_encode(again, a, i);
+    if (strcmp(again, cursor) != 0) return false;
+    *at = a;
+    *id = i;
+    return true;
+}
+
+void spsvc_cursor_encode(char out[SPSVC_CURSOR_MAX + 1], int64_t at, int64_t id)
+{
+    char text[64];
+    int n = snprintf(text, sizeof(text), "c1.%" PRId64 ".%" PRId64, at, id);
+    spcrypto_b64url_encode(out, text, n > 0 ? (size_t)n : 0);
+}
+
+sp_status spsvc_cursor_or_reply(int64_t *at, int64_t *id, spbus_req *req, const char *cursor)
+{
+    *at = *id = -1;
+    if (cursor == NULL || cursor[0] == '\0' || spsvc_cursor_decode(at, id, cursor)) return SP_OK;
+    spbus_reply_error(req, SP_ERR_VALIDATION_FAILED, "invalid input", "cursor", "invalid cursor",
+                      NULL);
+    return SP_ERR_VALIDATION_FAILED;
+}
+
+char *spsvc_cursor(spbus_req *req, int64_t at, int64_t id)
+{
+    char *out = sp_arena_alloc(spbus_req_arena(req), SPSVC_CURSOR_MAX + 1);
+    if (out != NULL) spsvc_cursor_encode(out, at, id);
+    return out;
+}
+
+int64_t spsvc_pg_int64(const char *v)
+{
+    return v == NULL ? 0 : strtoll(v, NULL, 10);
+}
+
+char *spsvc_nonempty(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? (char *)s : NULL;
+}
