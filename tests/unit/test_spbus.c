@@ -1,6 +1,6 @@
 /* test_spbus.c -- the bus against a real nats-server: envelope, errors, deadlines,
  * queue groups, concurrent workers, batch routes, revoked sessions, core subscriptions,
- * NATS restarts. */
+ * NATS restarts, time budgets along a chain of calls. */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include <nats/nats.h>
 
 #include "sp/auth/v1/auth.pb-c.h"
+#include "spadmin.h"
 #include "spbus.h"
 #include "sptest.h"
 
@@ -35,8 +36,8 @@ static sp_status h_echo(spbus_req *req)
     out.name = c->user_id;
     out.role = c->role;
     out.email = in->email;
-    out.has_created_at = c->has_deadline_us;
-    out.created_at = c->deadline_us;
+    out.has_created_at = c->has_timeout_us;
+    out.created_at = c->timeout_us;
     if (tag != NULL) *tag += 1;
     return spbus_reply(req, &out.base);
 }
@@ -94,12 +95,26 @@ static sp_status h_revoke(spbus_req *req)
     return s;
 }
 
+/* Remaining: replies what spbus_req_remaining_us says, and the budget it was sent with, in
+ * created_at and id. */
+static sp_status h_remaining(spbus_req *req)
+{
+    Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+    out.has_created_at = 1;
+    out.created_at = spbus_req_remaining_us(req);
+    const Sp__V1__RequestContext *c = spbus_req_ctx(req);
+    out.id = sp_arena_printf(spbus_req_arena(req), "%lld",
+                             c->has_timeout_us ? (long long)c->timeout_us : -1LL);
+    return spbus_reply(req, &out.base);
+}
+
 static const spbus_route k_routes[] = {
     {"Echo", h_echo, &sp__auth__v1__register_request__descriptor, NULL},
     {"Fail", h_fail, &sp__auth__v1__login_request__descriptor, NULL},
     {"Deny", h_deny, &sp__auth__v1__get_me_request__descriptor, NULL},
     {"Sleep", h_sleep, &sp__auth__v1__login_request__descriptor, NULL},
     {"Revoke", h_revoke, &sp__auth__v1__register_request__descriptor, NULL},
+    {"Remaining", h_remaining, &sp__auth__v1__register_request__descriptor, NULL},
 };
 #define NROUTES (sizeof(k_routes) / sizeof(k_routes[0]))
 
@@ -327,15 +342,15 @@ static size_t pack_small(uint8_t *buf, const ProtobufCMessage *m)
     return protobuf_c_message_pack(m, buf);
 }
 
-/* Publishes from a plain connection, in order, an sp.v1.Request (deadline in 10 s) whose
+/* Publishes from a plain connection, in order, an sp.v1.Request (budget 10 s) whose
  * payload is the 'len' bytes at 'payload' (a packed message, or bytes that are not one),
  * with reply subject 'reply'. */
 static void raw_send(natsConnection *nc, const char *subject, const char *reply,
                      const uint8_t *payload, size_t len)
 {
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() + 10 * 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 10 * 1000 * 1000;
     Sp__V1__Request r = SP__V1__REQUEST__INIT;
     r.ctx = &ctx;
     r.has_payload = 1;
@@ -473,9 +488,8 @@ START_TEST(round_trip_carries_ctx)
     ctx.user_id = "user-9";
     ctx.role = "admin";
 
-    /* No deadline from the caller: the bus sets now + timeout, in a copy. */
+    /* No budget from the caller: the bus sends the timeout, in a copy. */
     Sp__Auth__V1__RegisterReply *r = NULL;
-    int64_t before = sp_now_us();
     ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
     ck_assert_ptr_nonnull(r);
     ck_assert_str_eq(r->id, "req-123");
@@ -483,15 +497,17 @@ START_TEST(round_trip_carries_ctx)
     ck_assert_str_eq(r->role, "admin");
     ck_assert_str_eq(r->email, "a@b.c");
     ck_assert(r->has_created_at);
-    ck_assert_int_ge(r->created_at, before + 2000 * 1000);
-    ck_assert_int_le(r->created_at, sp_now_us() + 2000 * 1000);
-    ck_assert(!ctx.has_deadline_us);
+    ck_assert_int_eq(r->created_at, 2000 * 1000);
+    ck_assert(!ctx.has_timeout_us);
 
-    /* A deadline the caller set arrives unchanged. */
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() + 5 * 1000 * 1000;
+    /* A budget the caller set below the timeout bounds it; one above it does not. */
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 1500 * 1000;
     ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
-    ck_assert_int_eq(r->created_at, ctx.deadline_us);
+    ck_assert_int_eq(r->created_at, 1500 * 1000);
+    ctx.timeout_us = 5 * 1000 * 1000;
+    ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
+    ck_assert_int_eq(r->created_at, 2000 * 1000);
 
     sp_arena_destroy(a);
     spbus_service_destroy(svc);
@@ -580,14 +596,16 @@ START_TEST(expired_deadline_is_not_sent)
     spbus_service *svc = serve(b, "q", 1, NULL);
     sp_arena *a = sp_arena_create(1024);
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() - 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 0; /* spent */
     atomic_store(&g_echoed, 0);
     int64_t t0 = sp_monotonic_us();
     ck_assert_int_eq(echo(b, &ctx, "late", 2000, NULL, a), SP_ERR_UNAVAILABLE);
+    ctx.timeout_us = -1000 * 1000;
+    ck_assert_int_eq(echo(b, &ctx, "late", 2000, NULL, a), SP_ERR_UNAVAILABLE);
     ck_assert_int_lt(sp_monotonic_us() - t0, 100 * 1000);
-    /* A deadline sooner than the timeout bounds the wait. */
-    ctx.deadline_us = sp_now_us() + 300 * 1000;
+    /* A budget smaller than the timeout bounds the wait. */
+    ctx.timeout_us = 300 * 1000;
     t0 = sp_monotonic_us();
     ck_assert_int_eq(sleep_req_ctx(b, &ctx, 1500, 5000, a), SP_ERR_UNAVAILABLE);
     ck_assert_int_lt(sp_monotonic_us() - t0, 1000 * 1000);
@@ -784,10 +802,11 @@ START_TEST(expired_deadline_is_never_handled)
     spbus *b = bus_to(g_env->nats_url, 1);
     spbus_service *svc = serve(b, "q", 1, NULL);
     natsConnection *nc = raw_conn();
-    /* The envelope a slow caller sent long ago, straight onto the subject. */
+    /* The envelope of a caller whose budget was spent when it sent, straight onto the
+     * subject. */
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() - 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 0;
     Sp__V1__Request r = SP__V1__REQUEST__INIT;
     r.ctx = &ctx;
     uint8_t buf[256];
@@ -1360,6 +1379,141 @@ START_TEST(destroy_outlives_pending_connection_callbacks)
 }
 END_TEST
 
+/* ---- time budgets ----------------------------------------------------------------------- */
+
+typedef struct {
+    spbus *b;
+    int ms, timeout_ms;
+    sp_status s;
+} budget_arg;
+
+static void *par_sleep_budget(void *p)
+{
+    budget_arg *x = p;
+    sp_arena *a = sp_arena_create(1024);
+    x->s = sleep_req(x->b, x->ms, x->timeout_ms, a, NULL);
+    sp_arena_destroy(a);
+    return NULL;
+}
+
+START_TEST(request_expired_while_queued_is_dropped_and_counted)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve(b, "q", 1, NULL);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    atomic_store(&g_echoed, 0);
+    atomic_store(&g_running, 0);
+    /* The one worker sleeps 800 ms ... */
+    budget_arg busy = {.b = c, .ms = 800, .timeout_ms = 5000};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, par_sleep_budget, &busy), 0);
+    wait_worker_busy();
+    /* ... while a request with a 200 ms budget waits for it, and is given up. */
+    sp_arena *a = sp_arena_create(1024);
+    int64_t t0 = sp_monotonic_us();
+    ck_assert_int_eq(echo(c, NULL, "queued", 200, NULL, a), SP_ERR_UNAVAILABLE);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 600 * 1000);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(busy.s, SP_OK);
+    /* Once the worker is free it drops the expired request unanswered: the next request is
+     * served first thing, and the handler of the expired one never ran. */
+    ck_assert_int_eq(echo(c, NULL, "fresh", 2000, NULL, a), SP_OK);
+    ck_assert_int_eq(atomic_load(&g_echoed), 1);
+    char *text = spadmin_metrics_render();
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "sp_bus_requests_expired_total{subject=\"sp.t.v1.Echo\"} 1\n") !=
+                      NULL,
+                  "no expired series in:\n%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "# HELP sp_bus_requests_expired_total "));
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE sp_bus_requests_expired_total counter\n"));
+    ck_assert_ptr_null(strstr(text, "sp_bus_requests_expired_total{subject=\"sp.t.v1.Sleep\"}"));
+    free(text);
+    sp_arena_destroy(a);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+static atomic_llong g_outer_left; /* what the outer handler had left when it called inner */
+
+/* Outer: waits 100 ms, then calls sp.t.v1.Remaining with a 10 s timeout (far above its own
+ * budget) and replies what the inner handler saw. */
+static sp_status h_outer(spbus_req *req)
+{
+    usleep(100 * 1000);
+    atomic_store(&g_outer_left, (long long)spbus_req_remaining_us(req));
+    Sp__Auth__V1__RegisterRequest in = SP__AUTH__V1__REGISTER_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    Sp__V1__Error *err = NULL;
+    /* the caller's ctx passed on as it came, budget included: still bounded */
+    sp_status s = spbus_request(
+        &m, &err, spbus_req_user(req), "sp.t.v1.Remaining", spbus_req_ctx(req), &in.base,
+        &sp__auth__v1__register_reply__descriptor, 10000, spbus_req_arena(req));
+    if (s != SP_OK) return s;
+    return spbus_reply(req, m);
+}
+
+static const spbus_route k_outer_routes[] = {
+    {"Outer", h_outer, &sp__auth__v1__register_request__descriptor, NULL},
+};
+
+START_TEST(chain_of_calls_passes_on_at_most_the_remaining_budget)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *inner = serve(b, "q", 1, NULL);
+    spbus *mid = bus_to(g_env->nats_url, 1);
+    spbus_service *outer = NULL;
+    ck_assert_int_eq(spbus_serve(&outer, mid, "chain", "chain", k_outer_routes, 1, 1, mid), SP_OK);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    sp_arena *a = sp_arena_create(1024);
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    atomic_store(&g_outer_left, -1);
+    ck_assert_int_eq(email_req(c, "sp.chain.v1.Outer", NULL, "x", 1000, a, &r, &err), SP_OK);
+    long long outer_left = atomic_load(&g_outer_left);
+    long long sent = atoll(r->id);
+    /* the outer had its 1 s less the 100 ms it slept */
+    ck_assert_int_gt(outer_left, 0);
+    ck_assert_int_le(outer_left, 900 * 1000);
+    /* the inner was sent at most that, and had at most that left */
+    ck_assert_int_gt(sent, 0);
+    ck_assert_int_le(sent, outer_left);
+    ck_assert(r->has_created_at);
+    ck_assert_int_gt(r->created_at, 0);
+    ck_assert_int_le(r->created_at, sent);
+    /* A request with no budget at all has no limit. */
+    Sp__V1__RequestContext none = SP__V1__REQUEST_CONTEXT__INIT;
+    natsConnection *nc = raw_conn();
+    Sp__V1__Request q = SP__V1__REQUEST__INIT;
+    q.ctx = &none;
+    uint8_t buf[64];
+    size_t len = sp__v1__request__pack(&q, buf);
+    natsMsg *m = NULL;
+    ck_assert_int_eq(natsConnection_Request(&m, nc, "sp.t.v1.Remaining", buf, (int)len, 2000),
+                     NATS_OK);
+    Sp__V1__Reply *rep = sp__v1__reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                               (const uint8_t *)natsMsg_GetData(m));
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->result_case, SP__V1__REPLY__RESULT_PAYLOAD);
+    Sp__Auth__V1__RegisterReply *rr =
+        sp__auth__v1__register_reply__unpack(NULL, rep->payload.len, rep->payload.data);
+    ck_assert_ptr_nonnull(rr);
+    ck_assert_int_eq(rr->created_at, INT64_MAX);
+    ck_assert_str_eq(rr->id, "-1");
+    sp__auth__v1__register_reply__free_unpacked(rr, NULL);
+    sp__v1__reply__free_unpacked(rep, NULL);
+    natsMsg_Destroy(m);
+    natsConnection_Destroy(nc);
+    sp_arena_destroy(a);
+    spbus_service_destroy(outer);
+    spbus_service_destroy(inner);
+    spbus_destroy(c);
+    spbus_destroy(mid);
+    spbus_destroy(b);
+}
+END_TEST
+
 int main(void)
 {
     g_env = sptest_start("spbus", SPTEST_NATS_NOAUTH);
@@ -1395,6 +1549,8 @@ int main(void)
     tcase_add_test(tc, subscribe_rejects_bad_arguments);
     tcase_add_test(tc, disconnects_count_lost_connections);
     tcase_add_test(tc, destroy_outlives_pending_connection_callbacks);
+    tcase_add_test(tc, request_expired_while_queued_is_dropped_and_counted);
+    tcase_add_test(tc, chain_of_calls_passes_on_at_most_the_remaining_budget);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
