@@ -1,5 +1,5 @@
 /* spbus.c -- the bus over cnats: envelope request/reply with time budgets, queue-group
- * serving. */
+ * serving, JetStream durable pull consumers. */
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -95,6 +95,7 @@ struct spbus {
     atomic_uint rr;
     pthread_mutex_t mu;
     spbus_service *services;
+    spbus_consumer *consumers;
     pthread_mutex_t cb_mu; /* closed counts the connections whose closed callback ran */
     pthread_cond_t cb_cv;
     int closed;
@@ -103,6 +104,24 @@ struct spbus {
      * 64 threads queued on it). conns[i] is written under cb_mu, which the callbacks take. */
     int nalloc;
     atomic_bool up[SPBUS_MAX_CONNS];
+};
+
+/* A durable pull consumer of spbus_consume: one thread fetches and hands batches to fn. */
+struct spbus_consumer {
+    spbus *bus;
+    spbus_consumer *next; /* in bus->consumers, under bus->mu */
+    char *stream, *durable, *filter;
+    int batch, ack_wait_ms, max_ack_pending, max_deliver, fetch_wait_ms;
+    spbus_consume_fn fn;
+    void *user;
+    pthread_t thread;
+    bool started, joined;
+    pthread_mutex_t mu; /* stop, sub (written by the thread, unsubscribed by the stopper) */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC: wakes the thread's retry pauses on stop */
+    bool stop;
+    natsSubscription *sub;
+    natsConnection *nc; /* the connection 'sub' lives on (thread only) */
+    atomic_bool bound;
 };
 
 struct spbus_req {
@@ -122,6 +141,7 @@ struct spbus_req {
 };
 
 static bool join_workers(spbus_service *s, int64_t until_us);
+static bool consumer_stop(spbus_consumer *c);
 static void stop_workers(spbus_service *s, bool abandon);
 /* The request this thread's handler is serving (one-at-a-time routes), for spbus_request:
  * revocations that a call made on its behalf reports go into its own reply, and the call
@@ -488,6 +508,9 @@ void spbus_drain(spbus *b, int timeout_ms)
     if (b == NULL) return;
     int64_t until = sp_monotonic_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
     pthread_mutex_lock(&b->mu);
+    /* Consumers first: the fn running finishes and acks; what is unacked is redelivered. */
+    for (spbus_consumer *c = b->consumers; c != NULL; c = c->next)
+        consumer_stop(c);
     for (core_sub *cs = b->subs; cs != NULL; cs = cs->next)
         natsSubscription_Drain(cs->sub);
     for (spbus_service *s = b->services; s != NULL; s = s->next)
@@ -518,6 +541,13 @@ void spbus_destroy(spbus *b)
 {
     if (b == NULL) return;
     stash_flush_mine();
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        spbus_consumer *c = b->consumers;
+        pthread_mutex_unlock(&b->mu);
+        if (c == NULL) break;
+        spbus_consumer_destroy(c);
+    }
     for (;;) {
         pthread_mutex_lock(&b->mu);
         spbus_service *s = b->services;
@@ -1393,4 +1423,340 @@ void spbus_service_destroy(spbus_service *s)
         }
     pthread_mutex_unlock(&b->mu);
     stop_service(s);
+}
+
+/* ---- JetStream durable pull consumer ---------------------------------------------------- */
+
+#define SPBUS_CONSUMER_MAX_BATCH 256
+#define SPBUS_CONSUMER_RETRY_MS 1000
+/* Idle this long (or after a reconnect), the thread checks that its consumer still exists
+ * (a server that lost its state, an operator who deleted it): pulls on a missing consumer
+ * only time out. */
+#define SPBUS_CONSUMER_CHECK_MS 5000
+
+static bool consumer_stopping(spbus_consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* Sleeps 'ms' or until stopped; true when stopped. */
+static bool consumer_pause(spbus_consumer *c, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000),
+                          .tv_nsec = (long)(until % 1000000) * 1000};
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    while (!c->stop && rc == 0)
+        rc = pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* The subscription goes (the consumer on the server stays: it was bound, not created, by
+ * js_PullSubscribe, so cnats does not delete it). */
+static void consumer_unbind(spbus_consumer *c)
+{
+    atomic_store(&c->bound, false);
+    pthread_mutex_lock(&c->mu);
+    natsSubscription *sub = c->sub;
+    c->sub = NULL;
+    pthread_mutex_unlock(&c->mu);
+    natsSubscription_Destroy(sub);
+    c->nc = NULL;
+}
+
+/* Creates or updates the durable consumer (a durable create with the same name updates its
+ * settings), then binds a pull subscription to it. *why: what failed, for the log. */
+static natsStatus consumer_bind(spbus_consumer *c, const char **why, jsErrCode *jerr)
+{
+    *why = "no connection";
+    *jerr = 0;
+    natsConnection *nc = pick_conn(c->bus);
+    if (nc == NULL) return NATS_NOT_YET_CONNECTED;
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    natsSubscription *sub = NULL;
+    jsConsumerConfig cfg;
+    jsConsumerConfig_Init(&cfg);
+    cfg.Durable = c->durable;
+    cfg.AckPolicy = js_AckExplicit;
+    cfg.DeliverPolicy = js_DeliverAll;
+    cfg.AckWait = (int64_t)c->ack_wait_ms * 1000000;
+    cfg.MaxAckPending = c->max_ack_pending;
+    cfg.MaxDeliver = c->max_deliver;
+    cfg.FilterSubject = c->filter;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000; /* bounds how long a stop waits for a bind in progress */
+
+    *why = "jetstream context";
+    natsStatus ns = natsConnection_JetStream(&js, nc, &jo);
+    if (ns == NATS_OK) {
+        *why = "creating the consumer";
+        ns = js_AddConsumer(&ci, js, c->stream, &cfg, NULL, jerr);
+        /* The server refused the settings of a consumer that exists (one it cannot update,
+         * such as another filter): bind to it as it is, and say so. */
+        if (ns != NATS_OK && *jerr != 0 && *jerr != JSStreamNotFoundErr) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", (int)*jerr);
+            sp_log_warn(NULL, "js_consumer_settings_kept", "stream", c->stream, "durable",
+                        c->durable, "jsErrCode", code, "error", nats_GetLastError(NULL));
+            ns = NATS_OK;
+        }
+    }
+    if (ns == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = c->stream;
+        so.Consumer = c->durable; /* bind: cnats neither creates nor, later, deletes it */
+        so.ManualAck = true;
+        *why = "binding the consumer";
+        ns = js_PullSubscribe(&sub, js, c->filter, c->durable, NULL, &so, jerr);
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    if (ns != NATS_OK) return ns;
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->stop;
+    if (!stop) c->sub = sub;
+    pthread_mutex_unlock(&c->mu);
+    if (stop) {
+        natsSubscription_Destroy(sub);
+        return NATS_CONNECTION_CLOSED;
+    }
+    c->nc = nc;
+    atomic_store(&c->bound, true);
+    return NATS_OK;
+}
+
+/* Whether the bound consumer still exists; a failed lookup for any other reason (no
+ * connection, timeout) counts as existing: the fetches tell. */
+static bool consumer_exists(spbus_consumer *c)
+{
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns = natsConnection_JetStream(&js, c->nc, NULL);
+    if (ns == NATS_OK) ns = js_GetConsumerInfo(&ci, js, c->stream, c->durable, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    return !(ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr);
+}
+
+/* Hands one fetched batch to fn, then acks what it marked and waits (one round trip) until
+ * the server has the acks, so that an ack is not left in a buffer when the process stops. */
+static void consumer_deliver(spbus_consumer *c, natsMsgList *list)
+{
+    spbus_js_msg m[SPBUS_CONSUMER_MAX_BATCH];
+    size_t n = 0;
+    for (int i = 0; i < list->Count && n < SPBUS_CONSUMER_MAX_BATCH; i++) {
+        natsMsg *msg = list->Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        const char *id = NULL;
+        int len = natsMsg_GetDataLength(msg);
+        m[n] = (spbus_js_msg){.subject = natsMsg_GetSubject(msg),
+                              .data = natsMsg_GetData(msg),
+                              .len = len > 0 ? (size_t)len : 0};
+        if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK) m[n].msg_id = id;
+        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+            m[n].delivered = meta->NumDelivered;
+            m[n].stream_seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+        n++;
+    }
+    c->fn(c->user, m, n);
+    int acked = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].ack) continue;
+        if (natsMsg_Ack(list->Msgs[i], NULL) == NATS_OK)
+            acked++;
+        else
+            failed++;
+    }
+    if (acked > 0 && natsConnection_FlushTimeout(c->nc, 2000) != NATS_OK) failed += acked;
+    if (failed > 0) {
+        char nf[16];
+        snprintf(nf, sizeof(nf), "%d", failed);
+        /* redelivered after AckWait: the handler is idempotent */
+        sp_log_warn(NULL, "js_ack_failed", "stream", c->stream, "durable", c->durable, "count", nf);
+    }
+}
+
+static void *consumer_main(void *arg)
+{
+    spbus_consumer *c = arg;
+    bool said_waiting = false;
+    uint64_t disconnects = 0;
+    int64_t last_check = 0;
+    while (!consumer_stopping(c)) {
+        if (c->sub == NULL) {
+            const char *why = NULL;
+            jsErrCode jerr = 0;
+            disconnects = spbus_disconnects(c->bus);
+            natsStatus ns = consumer_bind(c, &why, &jerr);
+            if (ns != NATS_OK) {
+                if (!said_waiting) { /* once per outage, not once per second */
+                    char code[16];
+                    snprintf(code, sizeof(code), "%d", (int)jerr);
+                    sp_log_warn(NULL, "js_consumer_waiting", "stream", c->stream, "durable",
+                                c->durable, "step", why, "error", natsStatus_GetText(ns),
+                                "jsErrCode", code, "detail", nats_GetLastError(NULL));
+                    said_waiting = true;
+                }
+                consumer_pause(c, SPBUS_CONSUMER_RETRY_MS);
+                continue;
+            }
+            said_waiting = false;
+            last_check = sp_monotonic_us();
+            sp_log_info(NULL, "js_consumer_bound", "stream", c->stream, "durable", c->durable);
+        }
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus ns = natsSubscription_Fetch(&list, c->sub, c->batch, c->fetch_wait_ms, &jerr);
+        if (ns == NATS_OK) {
+            consumer_deliver(c, &list);
+            natsMsgList_Destroy(&list);
+            last_check = sp_monotonic_us();
+            continue;
+        }
+        if (consumer_stopping(c)) break;
+        if (ns == NATS_TIMEOUT || ns == NATS_NOT_FOUND) {
+            /* idle: after a reconnect or a while, make sure the consumer is still there */
+            uint64_t d = spbus_disconnects(c->bus);
+            if (d == disconnects &&
+                sp_monotonic_us() - last_check < (int64_t)SPBUS_CONSUMER_CHECK_MS * 1000)
+                continue;
+            if (!spbus_connected(c->bus)) continue;
+            disconnects = d;
+            last_check = sp_monotonic_us();
+            if (consumer_exists(c)) continue;
+            sp_log_warn(NULL, "js_consumer_lost", "stream", c->stream, "durable", c->durable);
+        } else {
+            sp_log_warn(NULL, "js_fetch_failed", "stream", c->stream, "durable", c->durable,
+                        "error", natsStatus_GetText(ns), "detail", nats_GetLastError(NULL));
+        }
+        consumer_unbind(c);
+        consumer_pause(c, SPBUS_CONSUMER_RETRY_MS / 4);
+    }
+    consumer_unbind(c);
+    return NULL;
+}
+
+static void free_consumer(spbus_consumer *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->stream);
+    free(c->durable);
+    free(c->filter);
+    free(c);
+}
+
+/* Stops the thread (after the fn it runs and its acks): a fetch in progress is woken by
+ * unsubscribing. False when it did not end within SPBUS_STOP_WAIT_MS. */
+static bool consumer_stop(spbus_consumer *c)
+{
+    if (!c->started || c->joined) return true;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    if (c->sub != NULL) (void)natsSubscription_Unsubscribe(c->sub);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    int64_t left = (int64_t)SPBUS_STOP_WAIT_MS * 1000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* pthread_timedjoin_np measures against it */
+    int64_t nsec = (int64_t)ts.tv_nsec + (left % 1000000) * 1000;
+    ts.tv_sec += (time_t)(left / 1000000 + nsec / 1000000000);
+    ts.tv_nsec = (long)(nsec % 1000000000);
+    if (pthread_timedjoin_np(c->thread, NULL, &ts) != 0) {
+        sp_log_error(NULL, "js_consumer_stuck", "stream", c->stream, "durable", c->durable);
+        return false;
+    }
+    c->joined = true;
+    return true;
+}
+
+static bool valid_js_name(const char *s)
+{
+    return s != NULL && s[0] != '\0' && strlen(s) <= 64 && strpbrk(s, ".*> \t\r\n") == NULL;
+}
+
+sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opts *o,
+                        spbus_consume_fn fn, void *user)
+{
+    if (out == NULL) return SP_ERR_INTERNAL;
+    *out = NULL;
+    if (b == NULL || b->nconns < 1 || fn == NULL) return SP_ERR_INTERNAL;
+    if (o == NULL || !valid_js_name(o->stream) || !valid_js_name(o->durable) ||
+        (o->filter_subject != NULL &&
+         (o->filter_subject[0] == '\0' || strpbrk(o->filter_subject, " \t\r\n") != NULL)) ||
+        o->batch < 1 || o->batch > SPBUS_CONSUMER_MAX_BATCH || o->ack_wait_ms < 0 ||
+        o->max_ack_pending < 0 || o->max_deliver < -1 || o->fetch_wait_ms < 0 ||
+        (o->fetch_wait_ms > 0 && (o->fetch_wait_ms < 10 || o->fetch_wait_ms > 30000)))
+        return SP_ERR_VALIDATION_FAILED;
+
+    spbus_consumer *c = calloc(1, sizeof(*c));
+    if (c == NULL) return SP_ERR_INTERNAL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&c->bound, false);
+    c->bus = b;
+    c->fn = fn;
+    c->user = user;
+    c->stream = strdup(o->stream);
+    c->durable = strdup(o->durable);
+    c->filter = o->filter_subject != NULL ? strdup(o->filter_subject) : NULL;
+    c->batch = o->batch;
+    c->ack_wait_ms = o->ack_wait_ms > 0 ? o->ack_wait_ms : 30000;
+    c->max_ack_pending = o->max_ack_pending;
+    c->max_deliver = o->max_deliver > 0 ? o->max_deliver : -1;
+    c->fetch_wait_ms = o->fetch_wait_ms > 0 ? o->fetch_wait_ms : 1000;
+    if (c->stream == NULL || c->durable == NULL ||
+        (o->filter_subject != NULL && c->filter == NULL)) {
+        free_consumer(c);
+        return SP_ERR_INTERNAL;
+    }
+    if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
+        free_consumer(c);
+        return SP_ERR_INTERNAL;
+    }
+    c->started = true;
+    pthread_mutex_lock(&b->mu);
+    c->next = b->consumers;
+    b->consumers = c;
+    pthread_mutex_unlock(&b->mu);
+    *out = c;
+    return SP_OK;
+}
+
+bool spbus_consumer_ready(const spbus_consumer *c)
+{
+    if (c == NULL) return false;
+    spbus_consumer *m = (spbus_consumer *)c;
+    return atomic_load(&m->bound) && spbus_connected(c->bus);
+}
+
+void spbus_consumer_destroy(spbus_consumer *c)
+{
+    if (c == NULL) return;
+    spbus *b = c->bus;
+    pthread_mutex_lock(&b->mu);
+    for (spbus_consumer **p = &b->consumers; *p != NULL; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&b->mu);
+    if (!consumer_stop(c)) return; /* leak rather than free what a stuck fn uses */
+    free_consumer(c);
 }

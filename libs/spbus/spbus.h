@@ -1,23 +1,27 @@
 /* spbus.h -- the bus over cnats, for every process: request/reply carrying the envelope
  * (sp.v1.Request / sp.v1.Reply) with a time budget, queue-group serving with handlers
  * registered from a table (one by one or in batches), core subscriptions, JetStream
- * publish with ack, unlimited reconnects, private reply prefix _SP_INBOX.
+ * publish with ack and durable pull consumers, unlimited reconnects, private reply prefix
+ * _SP_INBOX.
  * Prefix: spbus_.
  *
  * Threads:
  * - spbus_connect / spbus_drain / spbus_destroy: once each, from one thread, after every
- *   other call on that bus returned (spbus_drain stops the services, and spbus_destroy
- *   destroys those still registered).
+ *   other call on that bus returned (spbus_drain stops the consumers and services, and
+ *   spbus_destroy destroys those still registered).
  * - From any thread, at once: spbus_request, spbus_publish, spbus_js_publish,
- *   spbus_connected, spbus_disconnects, spbus_subscribe, spbus_serve.
+ *   spbus_connected, spbus_disconnects, spbus_subscribe, spbus_serve, spbus_consume,
+ *   spbus_consumer_ready.
  * - spbus_on_revoked: once, before the first request.
- * - spbus_service_destroy: once per service, from any thread but never from one of its
- *   own handlers (it waits for the running handlers).
+ * - spbus_service_destroy / spbus_consumer_destroy: once per object, from any thread but
+ *   never from one of its own handlers (they wait for the running handlers).
  * - spbus_req_* and spbus_reply*: only inside the handler that got 'req', on its thread (a
  *   batch handler may touch each of its reqs, from its own thread only). The request and
  *   everything in its arena die when the handler returns.
+ * - spbus_js_msg: only inside the spbus_consume_fn it was handed to.
  * - Handlers of one service run on its worker threads, several at once; the messages of
- *   one spbus_subscribe are handled one at a time, on that subscription's own thread. */
+ *   one spbus_subscribe or one consumer are handled one at a time, on that subscription's
+ *   or consumer's own thread. */
 #ifndef SPBUS_H
 #define SPBUS_H
 
@@ -159,6 +163,56 @@ sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *m
 /* An error with a Retry-After in seconds (rate_limited, unavailable). Returns SP_OK once sent. */
 sp_status spbus_reply_error_retry(spbus_req *req, sp_status code, const char *message,
                                   int retry_after_s);
+
+/* ---- JetStream durable pull consumer ------------------------------------------------------ */
+
+typedef struct spbus_consumer spbus_consumer;
+
+typedef struct {
+    const char *stream;         /* "SP_AUDIT" */
+    const char *durable;        /* durable consumer name, shared by the replicas: "tenancy" */
+    const char *filter_subject; /* "sp.audit.>", or NULL for the whole stream */
+    int batch;                  /* at most this many messages per call of fn: 1..256 */
+    int ack_wait_ms;            /* redelivery of an unacked message after this (0: 30 s) */
+    int max_ack_pending;        /* delivered and unacked at most (0: the server's 1000) */
+    int max_deliver;            /* deliveries of one message at most; -1 (or 0): unlimited */
+    int fetch_wait_ms;          /* one fetch waits at most this long (0: 1 s; 10..30000) */
+} spbus_consumer_opts;
+
+typedef struct {
+    const char *subject;
+    const void *data;
+    size_t len;
+    const char *msg_id; /* its Nats-Msg-Id header, or NULL */
+    uint64_t delivered; /* 1 on the first delivery, 2 on the first redelivery, ... */
+    uint64_t stream_seq;
+    bool ack; /* fn sets it: acked once fn returns; false: redelivered later */
+} spbus_js_msg;
+
+/* Called with 1..opts.batch messages in stream order (redeliveries aside). It handles them
+ * (one database transaction, committed before it returns) and sets 'ack' on each message
+ * it is done with. Messages and their fields live until it returns. */
+typedef void (*spbus_consume_fn)(void *user, spbus_js_msg *msgs, size_t n);
+
+/* Consumes 'o->stream' through the durable pull consumer 'o->durable' on a thread of its
+ * own: creates it or updates its settings (explicit ack, AckWait, MaxAckPending,
+ * MaxDeliver, deliver all, filter subject), fetches batches of at most o->batch, hands
+ * each to fn, then acks exactly the messages fn marked (and waits for the server to have
+ * them); the others are left unacked and the server redelivers them after AckWait, with
+ * 'delivered' one higher (a failed transaction is simply retried later; no nak, so a
+ * failing database is not hammered). Several processes with the same durable share the
+ * stream's messages. Rebinds by itself after a NATS restart or when the stream or consumer
+ * is missing (it may not exist yet: retried every second, spbus_consumer_ready false until
+ * bound). Strings of 'o' are copied. SP_ERR_VALIDATION_FAILED on bad options.
+ * The NATS user needs: publish on $JS.API.CONSUMER.DURABLE.CREATE.<stream>.<durable>,
+ * $JS.API.CONSUMER.INFO.<stream>.<durable>, $JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>
+ * and $JS.ACK.<stream>.<durable>.>, and subscribe on _SP_INBOX.>. */
+sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opts *o,
+                        spbus_consume_fn fn, void *user);
+/* Bound to its consumer and connected: for /readyz. */
+bool spbus_consumer_ready(const spbus_consumer *c);
+/* Stops fetching, waits for a running fn (its acks are sent), frees. NULL: no-op. */
+void spbus_consumer_destroy(spbus_consumer *c);
 
 /* ProtobufCAllocator that allocates from an arena (frees are no-ops). */
 ProtobufCAllocator spbus_arena_allocator(sp_arena *a);
