@@ -1,21 +1,33 @@
-/* spbus.c -- the bus over cnats: envelope request/reply with deadlines, queue-group serving. */
+/* spbus.c -- the bus over cnats: envelope request/reply with time budgets, queue-group
+ * serving, JetStream durable pull consumers. */
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "spadmin.h"
 #include "spbus.h"
 
 /* nats-server's max_payload is raised to 8 MB (bus.md): nothing bigger is ever valid. */
 #define SPBUS_MAX_MSG ((size_t)8 * 1024 * 1024)
 #define SPBUS_MAX_CONNS 64
 #define SPBUS_MAX_WORKERS 256
-/* How often an idle worker looks at its stop flag. */
-#define SPBUS_POLL_MS 250
 #define SPBUS_STOP_WAIT_MS 15000
+/* What a service keeps queued for its workers beyond which it drops (as cnats' own pending
+ * limits did before): the budgets drop what waited too long, this only bounds memory. */
+#define SPBUS_QUEUE_MAX_MSGS 65536
+#define SPBUS_QUEUE_MAX_BYTES ((size_t)256 * 1024 * 1024)
+#define SPBUS_EXPIRED_METRIC "sp_bus_requests_expired_total"
+
+/* A request received by a service and not yet taken by a worker. */
+typedef struct {
+    natsMsg *msg;
+    int64_t recv_us; /* monotonic, when cnats handed it to us: the start of its budget */
+} queued_msg;
 
 typedef struct worker {
     spbus_service *svc;
@@ -29,13 +41,25 @@ struct spbus_service {
     spbus_service *next; /* in bus->services, under bus->mu */
     char *api;
     spbus_route *routes;
+    char **labels; /* per route: subject="sp.<api>.v1.<Method>", for the metrics */
     size_t nroutes;
     void *user;
     int workers;
     natsConnection *nc; /* the connection 'sub' lives on; replies leave on it */
     natsSubscription *sub;
     worker *w;
-    atomic_bool stop;
+    /* The requests received and not yet taken: a ring under qmu, filled by the
+     * subscription's callback (which stamps the time each arrived), emptied by the workers. */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    queued_msg *q;
+    size_t qcap, qhead, qlen, qbytes;
+    bool qinit;
+    bool sub_watched; /* on_service_done is set on 'sub' */
+    bool sub_done;    /* under qmu: cnats will not call on_service_msg again */
+    bool stop;        /* under qmu: no more requests come; workers end once the queue is empty */
+    bool abandon;     /* under qmu: workers end now, what is queued is dropped */
+    bool qfull;       /* under qmu: dropping since the queue filled (logged once) */
 };
 
 /* A reply inbox of the client side: a synchronous subscription on "<prefix>.*" that one
@@ -71,6 +95,7 @@ struct spbus {
     atomic_uint rr;
     pthread_mutex_t mu;
     spbus_service *services;
+    spbus_consumer *consumers;
     pthread_mutex_t cb_mu; /* closed counts the connections whose closed callback ran */
     pthread_cond_t cb_cv;
     int closed;
@@ -81,6 +106,24 @@ struct spbus {
     atomic_bool up[SPBUS_MAX_CONNS];
 };
 
+/* A durable pull consumer of spbus_consume: one thread fetches and hands batches to fn. */
+struct spbus_consumer {
+    spbus *bus;
+    spbus_consumer *next; /* in bus->consumers, under bus->mu */
+    char *stream, *durable, *filter;
+    int batch, ack_wait_ms, max_ack_pending, max_deliver, fetch_wait_ms;
+    spbus_consume_fn fn;
+    void *user;
+    pthread_t thread;
+    bool started, joined;
+    pthread_mutex_t mu; /* stop, sub (written by the thread, unsubscribed by the stopper) */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC: wakes the thread's retry pauses on stop */
+    bool stop;
+    natsSubscription *sub;
+    natsConnection *nc; /* the connection 'sub' lives on (thread only) */
+    atomic_bool bound;
+};
+
 struct spbus_req {
     spbus_service *svc;
     natsConnection *nc;
@@ -89,6 +132,8 @@ struct spbus_req {
     const Sp__V1__RequestContext *ctx;
     const ProtobufCMessage *input;
     const spbus_route *route;
+    int64_t recv_us;     /* monotonic, when the service received it */
+    int64_t deadline_us; /* monotonic: recv_us + the caller's timeout_us; INT64_MAX: none */
     int worker;
     bool replied;
     char **revoked; /* spbus_req_revoked, in the arena */
@@ -96,10 +141,22 @@ struct spbus_req {
 };
 
 static bool join_workers(spbus_service *s, int64_t until_us);
+static bool consumer_stop(spbus_consumer *c);
+static void stop_workers(spbus_service *s, bool abandon);
 /* The request this thread's handler is serving (one-at-a-time routes), for spbus_request:
- * revocations that a call made on its behalf reports go into its own reply. */
+ * revocations that a call made on its behalf reports go into its own reply, and the call
+ * gets at most what is left of its budget. */
 static __thread spbus_req *tl_serving;
 static sp_status map_nats(natsStatus ns);
+
+static pthread_once_t g_metrics_once = PTHREAD_ONCE_INIT;
+
+static void register_metrics(void)
+{
+    spadmin_metric_help(SPBUS_EXPIRED_METRIC, "counter",
+                        "Requests dropped unanswered because their budget ran out before a "
+                        "worker took them");
+}
 
 /* ---- received messages ------------------------------------------------------------------ */
 
@@ -451,6 +508,9 @@ void spbus_drain(spbus *b, int timeout_ms)
     if (b == NULL) return;
     int64_t until = sp_monotonic_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
     pthread_mutex_lock(&b->mu);
+    /* Consumers first: the fn running finishes and acks; what is unacked is redelivered. */
+    for (spbus_consumer *c = b->consumers; c != NULL; c = c->next)
+        consumer_stop(c);
     for (core_sub *cs = b->subs; cs != NULL; cs = cs->next)
         natsSubscription_Drain(cs->sub);
     for (spbus_service *s = b->services; s != NULL; s = s->next)
@@ -462,8 +522,8 @@ void spbus_drain(spbus *b, int timeout_ms)
         if (ns != NATS_OK && ns != NATS_INVALID_SUBSCRIPTION)
             sp_log_warn(NULL, "bus_drain_incomplete", "api", s->api, "error",
                         natsStatus_GetText(ns));
-        /* The queue is empty now; wait for the handlers still running. */
-        atomic_store(&s->stop, true);
+        /* Everything received is queued now: the workers serve it, then end. */
+        stop_workers(s, false);
         if (!join_workers(s, until)) sp_log_warn(NULL, "bus_drain_handlers_running", "api", s->api);
     }
     pthread_mutex_unlock(&b->mu);
@@ -481,6 +541,13 @@ void spbus_destroy(spbus *b)
 {
     if (b == NULL) return;
     stash_flush_mine();
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        spbus_consumer *c = b->consumers;
+        pthread_mutex_unlock(&b->mu);
+        if (c == NULL) break;
+        spbus_consumer_destroy(c);
+    }
     for (;;) {
         pthread_mutex_lock(&b->mu);
         spbus_service *s = b->services;
@@ -658,18 +725,22 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
         arena == NULL || timeout_ms <= 0)
         return SP_ERR_INTERNAL;
 
-    /* The caller's ctx stays untouched: the deadline goes into a copy. */
+    /* The caller's ctx stays untouched: the budget goes into a copy. It is the least of
+     * timeout_ms, a timeout_us the caller put in ctx (a handler passing on its own ctx
+     * passes its first budget, hence also) and what is left of the request this thread
+     * serves, so that a chain of calls never outlives the first caller. */
     Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT;
     if (ctx != NULL) c = *ctx;
-    int64_t now = sp_now_us();
-    if (!c.has_deadline_us || c.deadline_us <= 0) {
-        c.has_deadline_us = 1;
-        c.deadline_us = now + (int64_t)timeout_ms * 1000;
-    } else if (c.deadline_us <= now) {
-        return SP_ERR_UNAVAILABLE; /* the caller's caller has given up already */
-    } else if ((c.deadline_us - now) / 1000 < timeout_ms) {
-        timeout_ms = (int)((c.deadline_us - now) / 1000) + 1; /* no wait past the deadline */
+    int64_t budget = (int64_t)timeout_ms * 1000;
+    if (c.has_timeout_us && c.timeout_us < budget) budget = c.timeout_us;
+    if (tl_serving != NULL) {
+        int64_t left = spbus_req_remaining_us(tl_serving);
+        if (left < budget) budget = left;
     }
+    if (budget <= 0) return SP_ERR_UNAVAILABLE; /* the caller's caller has given up already */
+    c.has_timeout_us = 1;
+    c.timeout_us = budget;
+    timeout_ms = (int)((budget + 999) / 1000); /* no wait past the budget */
     Sp__V1__Request r = SP__V1__REQUEST__INIT;
     r.ctx = &c;
     sp_status s = pack_in_arena(&r.payload.data, &r.payload.len, in, arena);
@@ -797,6 +868,13 @@ void *spbus_req_user(const spbus_req *req)
 int spbus_req_worker(const spbus_req *req)
 {
     return req->worker;
+}
+
+int64_t spbus_req_remaining_us(const spbus_req *req)
+{
+    if (req == NULL || req->deadline_us == INT64_MAX) return INT64_MAX;
+    int64_t left = req->deadline_us - sp_monotonic_us();
+    return left > 0 ? left : 0;
 }
 
 /* Packs 'rep' and publishes it on the request's reply subject; once per request. */
@@ -929,8 +1007,29 @@ static const spbus_route *route_of(const spbus_service *svc, const char *subject
     return find_route(svc, method_of(subject));
 }
 
-/* Envelope, deadline, route, input: true when the request is ready for its handler;
- * otherwise it was answered (bad_request, not_found) or dropped (past its deadline). */
+/* recv_us + timeout_us, saturating; INT64_MAX when the caller sent no budget. */
+static int64_t deadline_of(const Sp__V1__RequestContext *ctx, int64_t recv_us)
+{
+    if (!ctx->has_timeout_us) return INT64_MAX;
+    if (ctx->timeout_us <= 0) return recv_us;
+    if (ctx->timeout_us >= INT64_MAX - recv_us) return INT64_MAX - 1;
+    return recv_us + ctx->timeout_us;
+}
+
+/* Drops a request whose budget ran out before a worker took it: the caller has answered
+ * 503 already. Counted per route in sp_bus_requests_expired_total. */
+static void drop_expired(spbus_req *req, const char *subject)
+{
+    size_t ri = (size_t)(req->route - req->svc->routes);
+    spadmin_counter_add(SPBUS_EXPIRED_METRIC, req->svc->labels[ri], 1);
+    char waited[24];
+    snprintf(waited, sizeof(waited), "%lld", (long long)(sp_monotonic_us() - req->recv_us));
+    sp_log_warn(spbus_req_id(req), "request_expired", "subject", subject, "waitedUs", waited);
+    req->replied = true; /* dropped on purpose: the caller has given up */
+}
+
+/* Envelope, route, budget, input: true when the request is ready for its handler;
+ * otherwise it was answered (bad_request, not_found) or dropped (its budget ran out). */
 static bool prepare_request(spbus_req *req)
 {
     const char *subject = natsMsg_GetSubject(req->msg);
@@ -947,14 +1046,14 @@ static bool prepare_request(spbus_req *req)
         return false;
     }
     req->ctx = r->ctx;
-    if (r->ctx->has_deadline_us && r->ctx->deadline_us > 0 && r->ctx->deadline_us < sp_now_us()) {
-        sp_log_debug(spbus_req_id(req), "bus_request_expired", "subject", subject);
-        req->replied = true; /* dropped on purpose: the caller has given up */
-        return false;
-    }
+    req->deadline_us = deadline_of(r->ctx, req->recv_us);
     req->route = route_of(req->svc, subject);
     if (req->route == NULL) {
         spbus_reply_error(req, SP_ERR_NOT_FOUND, "unknown method", NULL);
+        return false;
+    }
+    if (req->deadline_us != INT64_MAX && sp_monotonic_us() >= req->deadline_us) {
+        drop_expired(req, subject);
         return false;
     }
     size_t plen = r->has_payload ? r->payload.len : 0;
@@ -988,7 +1087,7 @@ static void finish_request(spbus_req *req, sp_status s, int64_t t0)
 
 /* Serves the messages a worker took together: each alone through its route's handler, or
  * with the others of the same method through the route's batch handler. */
-static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
+static void serve_msgs(worker *w, const queued_msg *msgs, size_t n)
 {
     int64_t t0 = sp_monotonic_us();
     spbus_req reqs[SPBUS_MAX_BATCH];
@@ -996,11 +1095,16 @@ static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
     bool ready[SPBUS_MAX_BATCH];
 
     for (size_t i = 0; i < n; i++) {
-        reqs[i] = (spbus_req){.svc = w->svc, .nc = w->svc->nc, .msg = msgs[i], .worker = w->index};
+        reqs[i] = (spbus_req){.svc = w->svc,
+                              .nc = w->svc->nc,
+                              .msg = msgs[i].msg,
+                              .recv_us = msgs[i].recv_us,
+                              .deadline_us = INT64_MAX,
+                              .worker = w->index};
         reqs[i].arena = sp_arena_create(4096);
         ready[i] = false;
         if (reqs[i].arena == NULL) {
-            msg_release(msgs[i]);
+            msg_release(msgs[i].msg);
             continue;
         }
         ready[i] = prepare_request(&reqs[i]);
@@ -1030,38 +1134,127 @@ static void serve_msgs(worker *w, natsMsg **msgs, size_t n)
         }
 }
 
-/* A worker thread: takes the next request from the service's one subscription. All the
- * workers pull from one queue, so a request waits only when every worker is busy (with one
+/* The subscription's callback (one cnats thread per subscription): stamps each request
+ * with the time it arrived, where its budget starts, and queues it for the workers. The
+ * stamp is why the workers do not pull from a synchronous subscription themselves: a
+ * request that waited there while every worker was busy would look fresh when taken. */
+static void on_service_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    spbus_service *s = closure;
+    int64_t now = sp_monotonic_us();
+    size_t len = (size_t)(natsMsg_GetDataLength(msg) > 0 ? natsMsg_GetDataLength(msg) : 0);
+    pthread_mutex_lock(&s->qmu);
+    if (s->stop || s->qlen >= SPBUS_QUEUE_MAX_MSGS || s->qbytes + len > SPBUS_QUEUE_MAX_BYTES) {
+        bool say = !s->stop && !s->qfull; /* once until it has room again */
+        if (!s->stop) s->qfull = true;
+        pthread_mutex_unlock(&s->qmu);
+        if (say) sp_log_warn(NULL, "bus_queue_full", "api", s->api);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    if (s->qlen == s->qcap) { /* grow the ring, keeping the order */
+        size_t cap = s->qcap ? s->qcap * 2 : 64;
+        queued_msg *q = malloc(cap * sizeof(*q));
+        if (q == NULL) {
+            pthread_mutex_unlock(&s->qmu);
+            sp_log_error(NULL, "bus_queue_oom", "api", s->api);
+            natsMsg_Destroy(msg);
+            return;
+        }
+        for (size_t i = 0; i < s->qlen; i++)
+            q[i] = s->q[(s->qhead + i) % s->qcap];
+        free(s->q);
+        s->q = q;
+        s->qcap = cap;
+        s->qhead = 0;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = (queued_msg){.msg = msg, .recv_us = now};
+    s->qlen++;
+    s->qbytes += len;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+}
+
+/* cnats calls it once the subscription is closed and its last on_service_msg returned. */
+static void on_service_done(void *closure)
+{
+    spbus_service *s = closure;
+    pthread_mutex_lock(&s->qmu);
+    s->sub_done = true;
+    pthread_cond_broadcast(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+}
+
+/* Waits until on_service_done ran, at most until 'until_us' (monotonic). */
+static bool wait_sub_done(spbus_service *s, int64_t until_us)
+{
+    if (s->sub == NULL || !s->sub_watched) return true;
+    pthread_mutex_lock(&s->qmu);
+    int rc = 0;
+    while (!s->sub_done && rc == 0) {
+        struct timespec ts = {.tv_sec = (time_t)(until_us / 1000000),
+                              .tv_nsec = (long)(until_us % 1000000) * 1000};
+        rc = pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
+    }
+    bool done = s->sub_done;
+    pthread_mutex_unlock(&s->qmu);
+    return done;
+}
+
+/* The oldest queued request; the queue is not empty. */
+static queued_msg queue_pop_locked(spbus_service *s)
+{
+    queued_msg m = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    int len = natsMsg_GetDataLength(m.msg);
+    s->qbytes -= len > 0 ? (size_t)len : 0;
+    if (s->qlen < SPBUS_QUEUE_MAX_MSGS / 2 && s->qbytes < SPBUS_QUEUE_MAX_BYTES / 2)
+        s->qfull = false;
+    return m;
+}
+
+/* Ends the workers: once the queue is empty, or at once (abandon: what is queued stays for
+ * free_service to drop). */
+static void stop_workers(spbus_service *s, bool abandon)
+{
+    if (!s->qinit) return;
+    pthread_mutex_lock(&s->qmu);
+    s->stop = true;
+    if (abandon) s->abandon = true;
+    pthread_cond_broadcast(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+}
+
+/* A worker thread: takes the next request from the service's one queue. All the workers
+ * take from one queue, so a request waits only when every worker is busy (with one
  * subscription per worker the server would pick a busy one at random). A request of a
  * batch route takes with it the requests of the same method queued behind it (never
- * waiting for more), so that one query answers them all. Ends when the subscription is
- * closed (drained, unsubscribed, connection closed) or on 'stop'. */
+ * waiting for more), so that one query answers them all. Ends on stop_workers. */
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     spbus_service *s = w->svc;
-    natsMsg *msgs[SPBUS_MAX_BATCH];
+    queued_msg msgs[SPBUS_MAX_BATCH];
     for (;;) {
-        natsMsg *msg = NULL;
-        natsStatus ns = natsSubscription_NextMsg(&msg, s->sub, SPBUS_POLL_MS);
-        if (ns == NATS_OK) {
-            size_t n = 0;
-            msgs[n++] = msg;
-            const spbus_route *r = route_of(s, natsMsg_GetSubject(msg));
-            while (r != NULL && r->batch != NULL && n < SPBUS_MAX_BATCH &&
-                   natsSubscription_NextMsg(&msg, s->sub, 0) == NATS_OK) {
-                msgs[n++] = msg;
-                if (route_of(s, natsMsg_GetSubject(msg)) != r) break; /* served alone */
-            }
-            serve_msgs(w, msgs, n);
-            continue;
+        pthread_mutex_lock(&s->qmu);
+        while (s->qlen == 0 && !s->stop)
+            pthread_cond_wait(&s->qcv, &s->qmu);
+        if (s->abandon || s->qlen == 0) {
+            pthread_mutex_unlock(&s->qmu);
+            break;
         }
-        if (ns == NATS_TIMEOUT || ns == NATS_SLOW_CONSUMER) {
-            if (atomic_load(&s->stop)) break;
-            if (ns == NATS_SLOW_CONSUMER) sp_log_warn(NULL, "bus_slow_consumer", "api", s->api);
-            continue;
+        size_t n = 0;
+        msgs[n++] = queue_pop_locked(s);
+        const spbus_route *r = route_of(s, natsMsg_GetSubject(msgs[0].msg));
+        while (r != NULL && r->batch != NULL && n < SPBUS_MAX_BATCH && s->qlen > 0) {
+            msgs[n++] = queue_pop_locked(s);
+            if (route_of(s, natsMsg_GetSubject(msgs[n - 1].msg)) != r) break; /* served alone */
         }
-        break; /* NATS_INVALID_SUBSCRIPTION, NATS_CONNECTION_CLOSED: nothing more will come */
+        pthread_mutex_unlock(&s->qmu);
+        serve_msgs(w, msgs, n);
     }
     return NULL;
 }
@@ -1095,6 +1288,17 @@ static void free_service(spbus_service *s)
     if (s->routes != NULL)
         for (size_t i = 0; i < s->nroutes; i++)
             free((char *)s->routes[i].method);
+    if (s->labels != NULL)
+        for (size_t i = 0; i < s->nroutes; i++)
+            free(s->labels[i]);
+    free(s->labels);
+    if (s->qinit) {
+        while (s->qlen > 0)
+            natsMsg_Destroy(queue_pop_locked(s).msg);
+        free(s->q);
+        pthread_cond_destroy(&s->qcv);
+        pthread_mutex_destroy(&s->qmu);
+    }
     free(s->routes);
     free(s->w);
     free(s->api);
@@ -1106,9 +1310,11 @@ static void free_service(spbus_service *s)
  * that handler still uses. */
 static void stop_service(spbus_service *s)
 {
-    atomic_store(&s->stop, true);
-    if (s->sub != NULL) (void)natsSubscription_Unsubscribe(s->sub); /* wakes idle workers */
-    if (!join_workers(s, sp_monotonic_us() + (int64_t)SPBUS_STOP_WAIT_MS * 1000)) {
+    int64_t until = sp_monotonic_us() + (int64_t)SPBUS_STOP_WAIT_MS * 1000;
+    if (s->sub != NULL) (void)natsSubscription_Unsubscribe(s->sub);
+    stop_workers(s, true);
+    /* A callback may still run after Unsubscribe: free nothing it uses before it is done. */
+    if (!wait_sub_done(s, until) || !join_workers(s, until)) {
         sp_log_error(NULL, "bus_handler_stuck", "api", s->api);
         return;
     }
@@ -1126,15 +1332,24 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
         workers < 1 || workers > SPBUS_MAX_WORKERS)
         return SP_ERR_INTERNAL;
 
+    pthread_once(&g_metrics_once, register_metrics);
     spbus_service *s = calloc(1, sizeof(*s));
     if (s == NULL) return SP_ERR_INTERNAL;
-    atomic_init(&s->stop, false);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_sub_done counts in sp_monotonic_us */
+    pthread_cond_init(&s->qcv, &ca);
+    pthread_condattr_destroy(&ca);
+    s->qinit = true;
     s->bus = b;
     s->user = user;
     s->api = strdup(api);
     s->routes = calloc(nroutes ? nroutes : 1, sizeof(*s->routes));
+    s->labels = calloc(nroutes ? nroutes : 1,
+                       sizeof(*s->labels)); // NOLINT(bugprone-sizeof-expression): pointers
     s->w = calloc((size_t)workers, sizeof(*s->w));
-    if (s->api == NULL || s->routes == NULL || s->w == NULL) {
+    if (s->api == NULL || s->routes == NULL || s->labels == NULL || s->w == NULL) {
         free_service(s);
         return SP_ERR_INTERNAL;
     }
@@ -1142,8 +1357,11 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
         s->routes[i] = routes[i];
         s->routes[i].method = strdup(routes[i].method ? routes[i].method : "");
         s->nroutes = i + 1;
+        /* method names come from our own tables: no quote or backslash to escape */
         if (s->routes[i].method == NULL || (routes[i].fn == NULL) == (routes[i].batch == NULL) ||
-            routes[i].in_desc == NULL) {
+            routes[i].in_desc == NULL || strpbrk(s->routes[i].method, "\\\"\n. *>") != NULL ||
+            asprintf(&s->labels[i], "subject=\"sp.%s.v1.%s\"", api, s->routes[i].method) < 0) {
+            s->labels[i] = NULL;
             free_service(s);
             return SP_ERR_INTERNAL;
         }
@@ -1159,8 +1377,12 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
         nth++;
     pthread_mutex_unlock(&b->mu);
     s->nc = b->conns[nth % b->nconns];
-    natsStatus ns = natsConnection_QueueSubscribeSync(&s->sub, s->nc, subject, queue);
-    /* Flow control is ours: the deadline drops what waited too long, not a pending cap. */
+    natsStatus ns =
+        natsConnection_QueueSubscribe(&s->sub, s->nc, subject, queue, on_service_msg, s);
+    if (ns == NATS_OK) ns = natsSubscription_SetOnCompleteCB(s->sub, on_service_done, s);
+    if (ns == NATS_OK) s->sub_watched = true;
+    /* Flow control is ours: the budgets drop what waited too long, not a pending cap (the
+     * callback empties cnats' queue at once; SPBUS_QUEUE_MAX_* bound ours). */
     if (ns == NATS_OK) ns = natsSubscription_SetPendingLimits(s->sub, 65536, 256 * 1024 * 1024);
     if (ns != NATS_OK) {
         sp_log_error(NULL, "bus_subscribe_failed", "subject", subject, "error",
@@ -1201,4 +1423,340 @@ void spbus_service_destroy(spbus_service *s)
         }
     pthread_mutex_unlock(&b->mu);
     stop_service(s);
+}
+
+/* ---- JetStream durable pull consumer ---------------------------------------------------- */
+
+#define SPBUS_CONSUMER_MAX_BATCH 256
+#define SPBUS_CONSUMER_RETRY_MS 1000
+/* Idle this long (or after a reconnect), the thread checks that its consumer still exists
+ * (a server that lost its state, an operator who deleted it): pulls on a missing consumer
+ * only time out. */
+#define SPBUS_CONSUMER_CHECK_MS 5000
+
+static bool consumer_stopping(spbus_consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* Sleeps 'ms' or until stopped; true when stopped. */
+static bool consumer_pause(spbus_consumer *c, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000),
+                          .tv_nsec = (long)(until % 1000000) * 1000};
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    while (!c->stop && rc == 0)
+        rc = pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
+/* The subscription goes (the consumer on the server stays: it was bound, not created, by
+ * js_PullSubscribe, so cnats does not delete it). */
+static void consumer_unbind(spbus_consumer *c)
+{
+    atomic_store(&c->bound, false);
+    pthread_mutex_lock(&c->mu);
+    natsSubscription *sub = c->sub;
+    c->sub = NULL;
+    pthread_mutex_unlock(&c->mu);
+    natsSubscription_Destroy(sub);
+    c->nc = NULL;
+}
+
+/* Creates or updates the durable consumer (a durable create with the same name updates its
+ * settings), then binds a pull subscription to it. *why: what failed, for the log. */
+static natsStatus consumer_bind(spbus_consumer *c, const char **why, jsErrCode *jerr)
+{
+    *why = "no connection";
+    *jerr = 0;
+    natsConnection *nc = pick_conn(c->bus);
+    if (nc == NULL) return NATS_NOT_YET_CONNECTED;
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    natsSubscription *sub = NULL;
+    jsConsumerConfig cfg;
+    jsConsumerConfig_Init(&cfg);
+    cfg.Durable = c->durable;
+    cfg.AckPolicy = js_AckExplicit;
+    cfg.DeliverPolicy = js_DeliverAll;
+    cfg.AckWait = (int64_t)c->ack_wait_ms * 1000000;
+    cfg.MaxAckPending = c->max_ack_pending;
+    cfg.MaxDeliver = c->max_deliver;
+    cfg.FilterSubject = c->filter;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000; /* bounds how long a stop waits for a bind in progress */
+
+    *why = "jetstream context";
+    natsStatus ns = natsConnection_JetStream(&js, nc, &jo);
+    if (ns == NATS_OK) {
+        *why = "creating the consumer";
+        ns = js_AddConsumer(&ci, js, c->stream, &cfg, NULL, jerr);
+        /* The server refused the settings of a consumer that exists (one it cannot update,
+         * such as another filter): bind to it as it is, and say so. */
+        if (ns != NATS_OK && *jerr != 0 && *jerr != JSStreamNotFoundErr) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", (int)*jerr);
+            sp_log_warn(NULL, "js_consumer_settings_kept", "stream", c->stream, "durable",
+                        c->durable, "jsErrCode", code, "error", nats_GetLastError(NULL));
+            ns = NATS_OK;
+        }
+    }
+    if (ns == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = c->stream;
+        so.Consumer = c->durable; /* bind: cnats neither creates nor, later, deletes it */
+        so.ManualAck = true;
+        *why = "binding the consumer";
+        ns = js_PullSubscribe(&sub, js, c->filter, c->durable, NULL, &so, jerr);
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    if (ns != NATS_OK) return ns;
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->stop;
+    if (!stop) c->sub = sub;
+    pthread_mutex_unlock(&c->mu);
+    if (stop) {
+        natsSubscription_Destroy(sub);
+        return NATS_CONNECTION_CLOSED;
+    }
+    c->nc = nc;
+    atomic_store(&c->bound, true);
+    return NATS_OK;
+}
+
+/* Whether the bound consumer still exists; a failed lookup for any other reason (no
+ * connection, timeout) counts as existing: the fetches tell. */
+static bool consumer_exists(spbus_consumer *c)
+{
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns = natsConnection_JetStream(&js, c->nc, NULL);
+    if (ns == NATS_OK) ns = js_GetConsumerInfo(&ci, js, c->stream, c->durable, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    return !(ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr);
+}
+
+/* Hands one fetched batch to fn, then acks what it marked and waits (one round trip) until
+ * the server has the acks, so that an ack is not left in a buffer when the process stops. */
+static void consumer_deliver(spbus_consumer *c, natsMsgList *list)
+{
+    spbus_js_msg m[SPBUS_CONSUMER_MAX_BATCH];
+    size_t n = 0;
+    for (int i = 0; i < list->Count && n < SPBUS_CONSUMER_MAX_BATCH; i++) {
+        natsMsg *msg = list->Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        const char *id = NULL;
+        int len = natsMsg_GetDataLength(msg);
+        m[n] = (spbus_js_msg){.subject = natsMsg_GetSubject(msg),
+                              .data = natsMsg_GetData(msg),
+                              .len = len > 0 ? (size_t)len : 0};
+        if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK) m[n].msg_id = id;
+        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+            m[n].delivered = meta->NumDelivered;
+            m[n].stream_seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+        n++;
+    }
+    c->fn(c->user, m, n);
+    int acked = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].ack) continue;
+        if (natsMsg_Ack(list->Msgs[i], NULL) == NATS_OK)
+            acked++;
+        else
+            failed++;
+    }
+    if (acked > 0 && natsConnection_FlushTimeout(c->nc, 2000) != NATS_OK) failed += acked;
+    if (failed > 0) {
+        char nf[16];
+        snprintf(nf, sizeof(nf), "%d", failed);
+        /* redelivered after AckWait: the handler is idempotent */
+        sp_log_warn(NULL, "js_ack_failed", "stream", c->stream, "durable", c->durable, "count", nf);
+    }
+}
+
+static void *consumer_main(void *arg)
+{
+    spbus_consumer *c = arg;
+    bool said_waiting = false;
+    uint64_t disconnects = 0;
+    int64_t last_check = 0;
+    while (!consumer_stopping(c)) {
+        if (c->sub == NULL) {
+            const char *why = NULL;
+            jsErrCode jerr = 0;
+            disconnects = spbus_disconnects(c->bus);
+            natsStatus ns = consumer_bind(c, &why, &jerr);
+            if (ns != NATS_OK) {
+                if (!said_waiting) { /* once per outage, not once per second */
+                    char code[16];
+                    snprintf(code, sizeof(code), "%d", (int)jerr);
+                    sp_log_warn(NULL, "js_consumer_waiting", "stream", c->stream, "durable",
+                                c->durable, "step", why, "error", natsStatus_GetText(ns),
+                                "jsErrCode", code, "detail", nats_GetLastError(NULL));
+                    said_waiting = true;
+                }
+                consumer_pause(c, SPBUS_CONSUMER_RETRY_MS);
+                continue;
+            }
+            said_waiting = false;
+            last_check = sp_monotonic_us();
+            sp_log_info(NULL, "js_consumer_bound", "stream", c->stream, "durable", c->durable);
+        }
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus ns = natsSubscription_Fetch(&list, c->sub, c->batch, c->fetch_wait_ms, &jerr);
+        if (ns == NATS_OK) {
+            consumer_deliver(c, &list);
+            natsMsgList_Destroy(&list);
+            last_check = sp_monotonic_us();
+            continue;
+        }
+        if (consumer_stopping(c)) break;
+        if (ns == NATS_TIMEOUT || ns == NATS_NOT_FOUND) {
+            /* idle: after a reconnect or a while, make sure the consumer is still there */
+            uint64_t d = spbus_disconnects(c->bus);
+            if (d == disconnects &&
+                sp_monotonic_us() - last_check < (int64_t)SPBUS_CONSUMER_CHECK_MS * 1000)
+                continue;
+            if (!spbus_connected(c->bus)) continue;
+            disconnects = d;
+            last_check = sp_monotonic_us();
+            if (consumer_exists(c)) continue;
+            sp_log_warn(NULL, "js_consumer_lost", "stream", c->stream, "durable", c->durable);
+        } else {
+            sp_log_warn(NULL, "js_fetch_failed", "stream", c->stream, "durable", c->durable,
+                        "error", natsStatus_GetText(ns), "detail", nats_GetLastError(NULL));
+        }
+        consumer_unbind(c);
+        consumer_pause(c, SPBUS_CONSUMER_RETRY_MS / 4);
+    }
+    consumer_unbind(c);
+    return NULL;
+}
+
+static void free_consumer(spbus_consumer *c)
+{
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->stream);
+    free(c->durable);
+    free(c->filter);
+    free(c);
+}
+
+/* Stops the thread (after the fn it runs and its acks): a fetch in progress is woken by
+ * unsubscribing. False when it did not end within SPBUS_STOP_WAIT_MS. */
+static bool consumer_stop(spbus_consumer *c)
+{
+    if (!c->started || c->joined) return true;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    if (c->sub != NULL) (void)natsSubscription_Unsubscribe(c->sub);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    int64_t left = (int64_t)SPBUS_STOP_WAIT_MS * 1000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* pthread_timedjoin_np measures against it */
+    int64_t nsec = (int64_t)ts.tv_nsec + (left % 1000000) * 1000;
+    ts.tv_sec += (time_t)(left / 1000000 + nsec / 1000000000);
+    ts.tv_nsec = (long)(nsec % 1000000000);
+    if (pthread_timedjoin_np(c->thread, NULL, &ts) != 0) {
+        sp_log_error(NULL, "js_consumer_stuck", "stream", c->stream, "durable", c->durable);
+        return false;
+    }
+    c->joined = true;
+    return true;
+}
+
+static bool valid_js_name(const char *s)
+{
+    return s != NULL && s[0] != '\0' && strlen(s) <= 64 && strpbrk(s, ".*> \t\r\n") == NULL;
+}
+
+sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opts *o,
+                        spbus_consume_fn fn, void *user)
+{
+    if (out == NULL) return SP_ERR_INTERNAL;
+    *out = NULL;
+    if (b == NULL || b->nconns < 1 || fn == NULL) return SP_ERR_INTERNAL;
+    if (o == NULL || !valid_js_name(o->stream) || !valid_js_name(o->durable) ||
+        (o->filter_subject != NULL &&
+         (o->filter_subject[0] == '\0' || strpbrk(o->filter_subject, " \t\r\n") != NULL)) ||
+        o->batch < 1 || o->batch > SPBUS_CONSUMER_MAX_BATCH || o->ack_wait_ms < 0 ||
+        o->max_ack_pending < 0 || o->max_deliver < -1 || o->fetch_wait_ms < 0 ||
+        (o->fetch_wait_ms > 0 && (o->fetch_wait_ms < 10 || o->fetch_wait_ms > 30000)))
+        return SP_ERR_VALIDATION_FAILED;
+
+    spbus_consumer *c = calloc(1, sizeof(*c));
+    if (c == NULL) return SP_ERR_INTERNAL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&c->bound, false);
+    c->bus = b;
+    c->fn = fn;
+    c->user = user;
+    c->stream = strdup(o->stream);
+    c->durable = strdup(o->durable);
+    c->filter = o->filter_subject != NULL ? strdup(o->filter_subject) : NULL;
+    c->batch = o->batch;
+    c->ack_wait_ms = o->ack_wait_ms > 0 ? o->ack_wait_ms : 30000;
+    c->max_ack_pending = o->max_ack_pending;
+    c->max_deliver = o->max_deliver > 0 ? o->max_deliver : -1;
+    c->fetch_wait_ms = o->fetch_wait_ms > 0 ? o->fetch_wait_ms : 1000;
+    if (c->stream == NULL || c->durable == NULL ||
+        (o->filter_subject != NULL && c->filter == NULL)) {
+        free_consumer(c);
+        return SP_ERR_INTERNAL;
+    }
+    if (pthread_create(&c->thread, NULL, consumer_main, c) != 0) {
+        free_consumer(c);
+        return SP_ERR_INTERNAL;
+    }
+    c->started = true;
+    pthread_mutex_lock(&b->mu);
+    c->next = b->consumers;
+    b->consumers = c;
+    pthread_mutex_unlock(&b->mu);
+    *out = c;
+    return SP_OK;
+}
+
+bool spbus_consumer_ready(const spbus_consumer *c)
+{
+    if (c == NULL) return false;
+    spbus_consumer *m = (spbus_consumer *)c;
+    return atomic_load(&m->bound) && spbus_connected(c->bus);
+}
+
+void spbus_consumer_destroy(spbus_consumer *c)
+{
+    if (c == NULL) return;
+    spbus *b = c->bus;
+    pthread_mutex_lock(&b->mu);
+    for (spbus_consumer **p = &b->consumers; *p != NULL; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&b->mu);
+    if (!consumer_stop(c)) return; /* leak rather than free what a stuck fn uses */
+    free_consumer(c);
 }

@@ -1,8 +1,27 @@
 /* spbus.h -- the bus over cnats, for every process: request/reply carrying the envelope
- * (sp.v1.Request / sp.v1.Reply) with a deadline, queue-group serving with handlers
- * registered from a table (one by one or in batches), core subscriptions, unlimited
- * reconnects, private reply prefix _SP_INBOX.
- * Prefix: spbus_. */
+ * (sp.v1.Request / sp.v1.Reply) with a time budget, queue-group serving with handlers
+ * registered from a table (one by one or in batches), core subscriptions, JetStream
+ * publish with ack and durable pull consumers, unlimited reconnects, private reply prefix
+ * _SP_INBOX.
+ * Prefix: spbus_.
+ *
+ * Threads:
+ * - spbus_connect / spbus_drain / spbus_destroy: once each, from one thread, after every
+ *   other call on that bus returned (spbus_drain stops the consumers and services, and
+ *   spbus_destroy destroys those still registered).
+ * - From any thread, at once: spbus_request, spbus_publish, spbus_js_publish,
+ *   spbus_connected, spbus_disconnects, spbus_subscribe, spbus_serve, spbus_consume,
+ *   spbus_consumer_ready.
+ * - spbus_on_revoked: once, before the first request.
+ * - spbus_service_destroy / spbus_consumer_destroy: once per object, from any thread but
+ *   never from one of its own handlers (they wait for the running handlers).
+ * - spbus_req_* and spbus_reply*: only inside the handler that got 'req', on its thread (a
+ *   batch handler may touch each of its reqs, from its own thread only). The request and
+ *   everything in its arena die when the handler returns.
+ * - spbus_js_msg: only inside the spbus_consume_fn it was handed to.
+ * - Handlers of one service run on its worker threads, several at once; the messages of
+ *   one spbus_subscribe or one consumer are handled one at a time, on that subscription's
+ *   or consumer's own thread. */
 #ifndef SPBUS_H
 #define SPBUS_H
 
@@ -48,8 +67,13 @@ sp_status spbus_subscribe(spbus *b, const char *subject, spbus_msg_fn fn, void *
 
 /* ---- client side ------------------------------------------------------------------------ */
 
-/* Sends 'in' to 'subject' inside an sp.v1.Request with 'ctx' (deadline_us is set from
- * timeout_ms when ctx has none) and waits at most timeout_ms.
+/* Sends 'in' to 'subject' inside an sp.v1.Request with 'ctx' and waits at most its budget.
+ * The budget travels as ctx.timeout_us (a remaining time, not a wall-clock instant, so
+ * that skewed clocks between hosts drop nothing); it is the least of timeout_ms, the
+ * ctx.timeout_us the caller set (if any) and, when called from inside a handler, what is
+ * left of the request being served (spbus_req_remaining_us), so a chain of calls never
+ * outlives the first caller's budget. A budget already spent: SP_ERR_UNAVAILABLE at once,
+ * nothing sent.
  * On a result: *out = the reply message unpacked with reply_desc, in 'arena' (freed with
  * it), returns SP_OK. On an error reply: *err = the sp.v1.Error (in 'arena'), returns the
  * status of its code. No answer in time or no connection: SP_ERR_UNAVAILABLE. */
@@ -98,12 +122,16 @@ typedef struct {
 
 typedef struct spbus_service spbus_service;
 
-/* Serves sp.<api>.v1.* in queue group 'queue': one synchronous queue subscription drained
- * by 'workers' threads, so a handler blocking on PostgreSQL holds one worker only and a
- * request waits only when every worker is busy (nats-server picks a random member of a
- * queue group, so one subscription per worker would queue behind busy ones).
- * 'user' is handed to every handler (spbus_req_user). Routes are copied. Requests whose
- * deadline has passed are dropped unanswered (the caller has already given up). */
+/* Serves sp.<api>.v1.* in queue group 'queue': one queue subscription whose callback
+ * stamps each request with the (monotonic) time it arrived and queues it for 'workers'
+ * threads, so a handler blocking on PostgreSQL holds one worker only and a request waits
+ * only when every worker is busy (nats-server picks a random member of a queue group, so
+ * one subscription per worker would queue behind busy ones).
+ * 'user' is handed to every handler (spbus_req_user). Routes are copied. A request's local
+ * deadline is its arrival + the ctx.timeout_us it carries (none without one); one whose
+ * deadline passed before a worker took it is dropped unanswered (the caller has answered
+ * 503 already), logged at warn ("request_expired") and counted in
+ * sp_bus_requests_expired_total{subject="sp.<api>.v1.<Method>"}. */
 sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char *queue,
                       const spbus_route *routes, size_t nroutes, int workers, void *user);
 void spbus_service_destroy(spbus_service *s);
@@ -115,6 +143,10 @@ const ProtobufCMessage *spbus_req_input(const spbus_req *req); /* decoded with i
 sp_arena *spbus_req_arena(spbus_req *req);
 void *spbus_req_user(const spbus_req *req);
 int spbus_req_worker(const spbus_req *req);       /* 0..workers-1, for per-worker state */
+/* Microseconds left of the caller's budget (0 once spent; INT64_MAX when the caller sent
+ * none): a handler can skip work nobody waits for. spbus_request from the handler passes
+ * on at most this much. */
+int64_t spbus_req_remaining_us(const spbus_req *req);
 
 sp_status spbus_reply(spbus_req *req, const ProtobufCMessage *out);
 /* Records that this call revoked 'session_id': the reply (result or error) carries it in
@@ -131,6 +163,56 @@ sp_status spbus_reply_error_fields(spbus_req *req, sp_status code, const char *m
 /* An error with a Retry-After in seconds (rate_limited, unavailable). Returns SP_OK once sent. */
 sp_status spbus_reply_error_retry(spbus_req *req, sp_status code, const char *message,
                                   int retry_after_s);
+
+/* ---- JetStream durable pull consumer ------------------------------------------------------ */
+
+typedef struct spbus_consumer spbus_consumer;
+
+typedef struct {
+    const char *stream;         /* "SP_AUDIT" */
+    const char *durable;        /* durable consumer name, shared by the replicas: "tenancy" */
+    const char *filter_subject; /* "sp.audit.>", or NULL for the whole stream */
+    int batch;                  /* at most this many messages per call of fn: 1..256 */
+    int ack_wait_ms;            /* redelivery of an unacked message after this (0: 30 s) */
+    int max_ack_pending;        /* delivered and unacked at most (0: the server's 1000) */
+    int max_deliver;            /* deliveries of one message at most; -1 (or 0): unlimited */
+    int fetch_wait_ms;          /* one fetch waits at most this long (0: 1 s; 10..30000) */
+} spbus_consumer_opts;
+
+typedef struct {
+    const char *subject;
+    const void *data;
+    size_t len;
+    const char *msg_id; /* its Nats-Msg-Id header, or NULL */
+    uint64_t delivered; /* 1 on the first delivery, 2 on the first redelivery, ... */
+    uint64_t stream_seq;
+    bool ack; /* fn sets it: acked once fn returns; false: redelivered later */
+} spbus_js_msg;
+
+/* Called with 1..opts.batch messages in stream order (redeliveries aside). It handles them
+ * (one database transaction, committed before it returns) and sets 'ack' on each message
+ * it is done with. Messages and their fields live until it returns. */
+typedef void (*spbus_consume_fn)(void *user, spbus_js_msg *msgs, size_t n);
+
+/* Consumes 'o->stream' through the durable pull consumer 'o->durable' on a thread of its
+ * own: creates it or updates its settings (explicit ack, AckWait, MaxAckPending,
+ * MaxDeliver, deliver all, filter subject), fetches batches of at most o->batch, hands
+ * each to fn, then acks exactly the messages fn marked (and waits for the server to have
+ * them); the others are left unacked and the server redelivers them after AckWait, with
+ * 'delivered' one higher (a failed transaction is simply retried later; no nak, so a
+ * failing database is not hammered). Several processes with the same durable share the
+ * stream's messages. Rebinds by itself after a NATS restart or when the stream or consumer
+ * is missing (it may not exist yet: retried every second, spbus_consumer_ready false until
+ * bound). Strings of 'o' are copied. SP_ERR_VALIDATION_FAILED on bad options.
+ * The NATS user needs: publish on $JS.API.CONSUMER.DURABLE.CREATE.<stream>.<durable>,
+ * $JS.API.CONSUMER.INFO.<stream>.<durable>, $JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>
+ * and $JS.ACK.<stream>.<durable>.>, and subscribe on _SP_INBOX.>. */
+sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opts *o,
+                        spbus_consume_fn fn, void *user);
+/* Bound to its consumer and connected: for /readyz. */
+bool spbus_consumer_ready(const spbus_consumer *c);
+/* Stops fetching, waits for a running fn (its acks are sent), frees. NULL: no-op. */
+void spbus_consumer_destroy(spbus_consumer *c);
 
 /* ProtobufCAllocator that allocates from an arena (frees are no-ops). */
 ProtobufCAllocator spbus_arena_allocator(sp_arena *a);

@@ -187,8 +187,8 @@ static const char *bus_call(natsConnection *nc, const char *method, const char *
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
     ctx.request_id = "it-auth-profile";
     ctx.role = (char *)role;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = (int64_t)time(NULL) * 1000000 + 5000000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 5000000;
     Sp__V1__Request req = SP__V1__REQUEST__INIT;
     req.ctx = &ctx;
     req.has_payload = 1;

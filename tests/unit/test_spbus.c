@@ -1,6 +1,6 @@
 /* test_spbus.c -- the bus against a real nats-server: envelope, errors, deadlines,
  * queue groups, concurrent workers, batch routes, revoked sessions, core subscriptions,
- * NATS restarts. */
+ * NATS restarts, time budgets along a chain of calls, JetStream durable pull consumers. */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include <nats/nats.h>
 
 #include "sp/auth/v1/auth.pb-c.h"
+#include "spadmin.h"
 #include "spbus.h"
 #include "sptest.h"
 
@@ -35,8 +36,8 @@ static sp_status h_echo(spbus_req *req)
     out.name = c->user_id;
     out.role = c->role;
     out.email = in->email;
-    out.has_created_at = c->has_deadline_us;
-    out.created_at = c->deadline_us;
+    out.has_created_at = c->has_timeout_us;
+    out.created_at = c->timeout_us;
     if (tag != NULL) *tag += 1;
     return spbus_reply(req, &out.base);
 }
@@ -94,12 +95,26 @@ static sp_status h_revoke(spbus_req *req)
     return s;
 }
 
+/* Remaining: replies what spbus_req_remaining_us says, and the budget it was sent with, in
+ * created_at and id. */
+static sp_status h_remaining(spbus_req *req)
+{
+    Sp__Auth__V1__RegisterReply out = SP__AUTH__V1__REGISTER_REPLY__INIT;
+    out.has_created_at = 1;
+    out.created_at = spbus_req_remaining_us(req);
+    const Sp__V1__RequestContext *c = spbus_req_ctx(req);
+    out.id = sp_arena_printf(spbus_req_arena(req), "%lld",
+                             c->has_timeout_us ? (long long)c->timeout_us : -1LL);
+    return spbus_reply(req, &out.base);
+}
+
 static const spbus_route k_routes[] = {
     {"Echo", h_echo, &sp__auth__v1__register_request__descriptor, NULL},
     {"Fail", h_fail, &sp__auth__v1__login_request__descriptor, NULL},
     {"Deny", h_deny, &sp__auth__v1__get_me_request__descriptor, NULL},
     {"Sleep", h_sleep, &sp__auth__v1__login_request__descriptor, NULL},
     {"Revoke", h_revoke, &sp__auth__v1__register_request__descriptor, NULL},
+    {"Remaining", h_remaining, &sp__auth__v1__register_request__descriptor, NULL},
 };
 #define NROUTES (sizeof(k_routes) / sizeof(k_routes[0]))
 
@@ -327,15 +342,15 @@ static size_t pack_small(uint8_t *buf, const ProtobufCMessage *m)
     return protobuf_c_message_pack(m, buf);
 }
 
-/* Publishes from a plain connection, in order, an sp.v1.Request (deadline in 10 s) whose
+/* Publishes from a plain connection, in order, an sp.v1.Request (budget 10 s) whose
  * payload is the 'len' bytes at 'payload' (a packed message, or bytes that are not one),
  * with reply subject 'reply'. */
 static void raw_send(natsConnection *nc, const char *subject, const char *reply,
                      const uint8_t *payload, size_t len)
 {
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() + 10 * 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 10 * 1000 * 1000;
     Sp__V1__Request r = SP__V1__REQUEST__INIT;
     r.ctx = &ctx;
     r.has_payload = 1;
@@ -473,9 +488,8 @@ START_TEST(round_trip_carries_ctx)
     ctx.user_id = "user-9";
     ctx.role = "admin";
 
-    /* No deadline from the caller: the bus sets now + timeout, in a copy. */
+    /* No budget from the caller: the bus sends the timeout, in a copy. */
     Sp__Auth__V1__RegisterReply *r = NULL;
-    int64_t before = sp_now_us();
     ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
     ck_assert_ptr_nonnull(r);
     ck_assert_str_eq(r->id, "req-123");
@@ -483,15 +497,17 @@ START_TEST(round_trip_carries_ctx)
     ck_assert_str_eq(r->role, "admin");
     ck_assert_str_eq(r->email, "a@b.c");
     ck_assert(r->has_created_at);
-    ck_assert_int_ge(r->created_at, before + 2000 * 1000);
-    ck_assert_int_le(r->created_at, sp_now_us() + 2000 * 1000);
-    ck_assert(!ctx.has_deadline_us);
+    ck_assert_int_eq(r->created_at, 2000 * 1000);
+    ck_assert(!ctx.has_timeout_us);
 
-    /* A deadline the caller set arrives unchanged. */
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() + 5 * 1000 * 1000;
+    /* A budget the caller set below the timeout bounds it; one above it does not. */
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 1500 * 1000;
     ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
-    ck_assert_int_eq(r->created_at, ctx.deadline_us);
+    ck_assert_int_eq(r->created_at, 1500 * 1000);
+    ctx.timeout_us = 5 * 1000 * 1000;
+    ck_assert_int_eq(echo(b, &ctx, "a@b.c", 2000, &r, a), SP_OK);
+    ck_assert_int_eq(r->created_at, 2000 * 1000);
 
     sp_arena_destroy(a);
     spbus_service_destroy(svc);
@@ -580,14 +596,16 @@ START_TEST(expired_deadline_is_not_sent)
     spbus_service *svc = serve(b, "q", 1, NULL);
     sp_arena *a = sp_arena_create(1024);
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() - 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 0; /* spent */
     atomic_store(&g_echoed, 0);
     int64_t t0 = sp_monotonic_us();
     ck_assert_int_eq(echo(b, &ctx, "late", 2000, NULL, a), SP_ERR_UNAVAILABLE);
+    ctx.timeout_us = -1000 * 1000;
+    ck_assert_int_eq(echo(b, &ctx, "late", 2000, NULL, a), SP_ERR_UNAVAILABLE);
     ck_assert_int_lt(sp_monotonic_us() - t0, 100 * 1000);
-    /* A deadline sooner than the timeout bounds the wait. */
-    ctx.deadline_us = sp_now_us() + 300 * 1000;
+    /* A budget smaller than the timeout bounds the wait. */
+    ctx.timeout_us = 300 * 1000;
     t0 = sp_monotonic_us();
     ck_assert_int_eq(sleep_req_ctx(b, &ctx, 1500, 5000, a), SP_ERR_UNAVAILABLE);
     ck_assert_int_lt(sp_monotonic_us() - t0, 1000 * 1000);
@@ -784,10 +802,11 @@ START_TEST(expired_deadline_is_never_handled)
     spbus *b = bus_to(g_env->nats_url, 1);
     spbus_service *svc = serve(b, "q", 1, NULL);
     natsConnection *nc = raw_conn();
-    /* The envelope a slow caller sent long ago, straight onto the subject. */
+    /* The envelope of a caller whose budget was spent when it sent, straight onto the
+     * subject. */
     Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.has_deadline_us = 1;
-    ctx.deadline_us = sp_now_us() - 1000 * 1000;
+    ctx.has_timeout_us = 1;
+    ctx.timeout_us = 0;
     Sp__V1__Request r = SP__V1__REQUEST__INIT;
     r.ctx = &ctx;
     uint8_t buf[256];
@@ -1360,6 +1379,473 @@ START_TEST(destroy_outlives_pending_connection_callbacks)
 }
 END_TEST
 
+/* ---- time budgets ----------------------------------------------------------------------- */
+
+typedef struct {
+    spbus *b;
+    int ms, timeout_ms;
+    sp_status s;
+} budget_arg;
+
+static void *par_sleep_budget(void *p)
+{
+    budget_arg *x = p;
+    sp_arena *a = sp_arena_create(1024);
+    x->s = sleep_req(x->b, x->ms, x->timeout_ms, a, NULL);
+    sp_arena_destroy(a);
+    return NULL;
+}
+
+START_TEST(request_expired_while_queued_is_dropped_and_counted)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *svc = serve(b, "q", 1, NULL);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    atomic_store(&g_echoed, 0);
+    atomic_store(&g_running, 0);
+    /* The one worker sleeps 800 ms ... */
+    budget_arg busy = {.b = c, .ms = 800, .timeout_ms = 5000};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, par_sleep_budget, &busy), 0);
+    wait_worker_busy();
+    /* ... while a request with a 200 ms budget waits for it, and is given up. */
+    sp_arena *a = sp_arena_create(1024);
+    int64_t t0 = sp_monotonic_us();
+    ck_assert_int_eq(echo(c, NULL, "queued", 200, NULL, a), SP_ERR_UNAVAILABLE);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 600 * 1000);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(busy.s, SP_OK);
+    /* Once the worker is free it drops the expired request unanswered: the next request is
+     * served first thing, and the handler of the expired one never ran. */
+    ck_assert_int_eq(echo(c, NULL, "fresh", 2000, NULL, a), SP_OK);
+    ck_assert_int_eq(atomic_load(&g_echoed), 1);
+    char *text = spadmin_metrics_render();
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "sp_bus_requests_expired_total{subject=\"sp.t.v1.Echo\"} 1\n") !=
+                      NULL,
+                  "no expired series in:\n%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "# HELP sp_bus_requests_expired_total "));
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE sp_bus_requests_expired_total counter\n"));
+    ck_assert_ptr_null(strstr(text, "sp_bus_requests_expired_total{subject=\"sp.t.v1.Sleep\"}"));
+    free(text);
+    sp_arena_destroy(a);
+    spbus_service_destroy(svc);
+    spbus_destroy(c);
+    spbus_destroy(b);
+}
+END_TEST
+
+static atomic_llong g_outer_left; /* what the outer handler had left when it called inner */
+
+/* Outer: waits 100 ms, then calls sp.t.v1.Remaining with a 10 s timeout (far above its own
+ * budget) and replies what the inner handler saw. */
+static sp_status h_outer(spbus_req *req)
+{
+    usleep(100 * 1000);
+    atomic_store(&g_outer_left, (long long)spbus_req_remaining_us(req));
+    Sp__Auth__V1__RegisterRequest in = SP__AUTH__V1__REGISTER_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    Sp__V1__Error *err = NULL;
+    /* the caller's ctx passed on as it came, budget included: still bounded */
+    sp_status s = spbus_request(
+        &m, &err, spbus_req_user(req), "sp.t.v1.Remaining", spbus_req_ctx(req), &in.base,
+        &sp__auth__v1__register_reply__descriptor, 10000, spbus_req_arena(req));
+    if (s != SP_OK) return s;
+    return spbus_reply(req, m);
+}
+
+static const spbus_route k_outer_routes[] = {
+    {"Outer", h_outer, &sp__auth__v1__register_request__descriptor, NULL},
+};
+
+START_TEST(chain_of_calls_passes_on_at_most_the_remaining_budget)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    spbus_service *inner = serve(b, "q", 1, NULL);
+    spbus *mid = bus_to(g_env->nats_url, 1);
+    spbus_service *outer = NULL;
+    ck_assert_int_eq(spbus_serve(&outer, mid, "chain", "chain", k_outer_routes, 1, 1, mid), SP_OK);
+    spbus *c = bus_to(g_env->nats_url, 1);
+    sp_arena *a = sp_arena_create(1024);
+    Sp__Auth__V1__RegisterReply *r = NULL;
+    Sp__V1__Error *err = NULL;
+    atomic_store(&g_outer_left, -1);
+    ck_assert_int_eq(email_req(c, "sp.chain.v1.Outer", NULL, "x", 1000, a, &r, &err), SP_OK);
+    long long outer_left = atomic_load(&g_outer_left);
+    long long sent = atoll(r->id);
+    /* the outer had its 1 s less the 100 ms it slept */
+    ck_assert_int_gt(outer_left, 0);
+    ck_assert_int_le(outer_left, 900 * 1000);
+    /* the inner was sent at most that, and had at most that left */
+    ck_assert_int_gt(sent, 0);
+    ck_assert_int_le(sent, outer_left);
+    ck_assert(r->has_created_at);
+    ck_assert_int_gt(r->created_at, 0);
+    ck_assert_int_le(r->created_at, sent);
+    /* A request with no budget at all has no limit. */
+    Sp__V1__RequestContext none = SP__V1__REQUEST_CONTEXT__INIT;
+    natsConnection *nc = raw_conn();
+    Sp__V1__Request q = SP__V1__REQUEST__INIT;
+    q.ctx = &none;
+    uint8_t buf[64];
+    size_t len = sp__v1__request__pack(&q, buf);
+    natsMsg *m = NULL;
+    ck_assert_int_eq(natsConnection_Request(&m, nc, "sp.t.v1.Remaining", buf, (int)len, 2000),
+                     NATS_OK);
+    Sp__V1__Reply *rep = sp__v1__reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                               (const uint8_t *)natsMsg_GetData(m));
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->result_case, SP__V1__REPLY__RESULT_PAYLOAD);
+    Sp__Auth__V1__RegisterReply *rr =
+        sp__auth__v1__register_reply__unpack(NULL, rep->payload.len, rep->payload.data);
+    ck_assert_ptr_nonnull(rr);
+    ck_assert_int_eq(rr->created_at, INT64_MAX);
+    ck_assert_str_eq(rr->id, "-1");
+    sp__auth__v1__register_reply__free_unpacked(rr, NULL);
+    sp__v1__reply__free_unpacked(rep, NULL);
+    natsMsg_Destroy(m);
+    natsConnection_Destroy(nc);
+    sp_arena_destroy(a);
+    spbus_service_destroy(outer);
+    spbus_service_destroy(inner);
+    spbus_destroy(c);
+    spbus_destroy(mid);
+    spbus_destroy(b);
+}
+END_TEST
+
+/* ---- JetStream durable pull consumer ----------------------------------------------------- */
+
+/* What a consumer's fn saw: every message of every call, in order. */
+typedef struct {
+    pthread_mutex_t mu;
+    int calls;
+    size_t sizes[256]; /* n of each call */
+    int n;             /* messages seen, redeliveries included */
+    char subject[256][48];
+    char data[256][16];
+    char msg_id[256][16]; /* "" when none */
+    uint64_t delivered[256];
+    uint64_t seq[256];
+    int64_t at_us[256]; /* monotonic, when seen */
+    uint64_t ack_from;  /* acks a message from this delivery on (0: never) */
+    int sleep_ms;       /* per call, before returning */
+} js_rec;
+
+#define JS_REC_INIT                                                                                \
+    {                                                                                              \
+        .mu = PTHREAD_MUTEX_INITIALIZER                                                            \
+    }
+
+static void on_js(void *user, spbus_js_msg *msgs, size_t n)
+{
+    js_rec *r = user;
+    pthread_mutex_lock(&r->mu);
+    if (r->calls < 256) r->sizes[r->calls] = n;
+    r->calls++;
+    for (size_t i = 0; i < n; i++) {
+        if (r->n < 256) {
+            int k = r->n;
+            snprintf(r->subject[k], sizeof(r->subject[k]), "%s", msgs[i].subject);
+            snprintf(r->data[k], sizeof(r->data[k]), "%.*s", (int)msgs[i].len,
+                     (const char *)msgs[i].data);
+            snprintf(r->msg_id[k], sizeof(r->msg_id[k]), "%s",
+                     msgs[i].msg_id != NULL ? msgs[i].msg_id : "");
+            r->delivered[k] = msgs[i].delivered;
+            r->seq[k] = msgs[i].stream_seq;
+            r->at_us[k] = sp_monotonic_us();
+        }
+        r->n++;
+        msgs[i].ack = r->ack_from > 0 && msgs[i].delivered >= r->ack_from;
+    }
+    int ms = r->sleep_ms;
+    pthread_mutex_unlock(&r->mu);
+    if (ms > 0) usleep((useconds_t)ms * 1000);
+}
+
+static int rec_count(js_rec *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Polls until 'r' saw at least 'n' messages or 'ms' pass; returns what it saw. */
+static int rec_wait(js_rec *r, int n, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    while (rec_count(r) < n && sp_monotonic_us() < until)
+        usleep(10 * 1000);
+    return rec_count(r);
+}
+
+static bool wait_ready(spbus_consumer *c, int ms)
+{
+    int64_t until = sp_monotonic_us() + (int64_t)ms * 1000;
+    while (!spbus_consumer_ready(c) && sp_monotonic_us() < until)
+        usleep(10 * 1000);
+    return spbus_consumer_ready(c);
+}
+
+static spbus_consumer *consume(spbus *b, const char *stream, const char *durable,
+                               const char *filter, int batch, int ack_wait_ms, js_rec *r)
+{
+    spbus_consumer_opts o = {.stream = stream,
+                             .durable = durable,
+                             .filter_subject = filter,
+                             .batch = batch,
+                             .ack_wait_ms = ack_wait_ms,
+                             .max_ack_pending = 1000,
+                             .max_deliver = -1,
+                             .fetch_wait_ms = 200};
+    spbus_consumer *c = NULL;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, r), SP_OK);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(consumer_redelivers_what_was_not_acked_after_ack_wait)
+{
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_CONS_RD", "t.cons.rd.>");
+    spbus *b = bus_to(g_env->nats_url, 1);
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.rd.a", "one", 3, "m-1", 2000), SP_OK);
+    js_rec r = JS_REC_INIT;
+    r.ack_from = 2; /* the first delivery fails, the redelivery succeeds */
+    spbus_consumer *c = consume(b, "T_CONS_RD", "rd", "t.cons.rd.>", 10, 1000, &r);
+    ck_assert(wait_ready(c, 5000));
+    ck_assert_int_eq(rec_wait(&r, 2, 6000), 2);
+    ck_assert_str_eq(r.subject[0], "t.cons.rd.a");
+    ck_assert_str_eq(r.data[0], "one");
+    ck_assert_str_eq(r.msg_id[0], "m-1");
+    ck_assert_uint_eq(r.delivered[0], 1);
+    ck_assert_uint_eq(r.seq[0], 1);
+    /* the same message again, once AckWait (1 s) passed */
+    ck_assert_str_eq(r.data[1], "one");
+    ck_assert_str_eq(r.msg_id[1], "m-1");
+    ck_assert_uint_eq(r.delivered[1], 2);
+    ck_assert_uint_eq(r.seq[1], 1);
+    ck_assert_int_ge(r.at_us[1] - r.at_us[0], 900 * 1000);
+    /* acked the second time: never again, well past two more AckWaits */
+    usleep(2500 * 1000);
+    ck_assert_int_eq(rec_count(&r), 2);
+    /* a new message, acked at once (ack_from 1), comes once */
+    pthread_mutex_lock(&r.mu);
+    r.ack_from = 1;
+    pthread_mutex_unlock(&r.mu);
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.rd.b", "two", 3, NULL, 2000), SP_OK);
+    ck_assert_int_eq(rec_wait(&r, 3, 3000), 3);
+    ck_assert_str_eq(r.msg_id[2], "");
+    ck_assert_uint_eq(r.delivered[2], 1);
+    ck_assert_uint_eq(r.seq[2], 2);
+    usleep(2000 * 1000);
+    ck_assert_int_eq(rec_count(&r), 3);
+    spbus_consumer_destroy(c);
+    /* The durable consumer outlives its process: a new one starts after the acked ones. */
+    js_rec r2 = JS_REC_INIT;
+    r2.ack_from = 1;
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.rd.c", "three", 5, NULL, 2000), SP_OK);
+    c = consume(b, "T_CONS_RD", "rd", "t.cons.rd.>", 10, 1000, &r2);
+    ck_assert_int_eq(rec_wait(&r2, 1, 5000), 1);
+    ck_assert_str_eq(r2.data[0], "three");
+    ck_assert_uint_eq(r2.seq[0], 3);
+    spbus_consumer_destroy(c);
+    spbus_destroy(b);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(consumer_batches_are_bounded_by_opts_batch)
+{
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_CONS_BATCH", "t.cons.batch.>");
+    spbus *b = bus_to(g_env->nats_url, 1);
+    for (int i = 0; i < 25; i++) {
+        char d[16];
+        int n = snprintf(d, sizeof(d), "d-%d", i);
+        ck_assert_int_eq(spbus_js_publish(b, "t.cons.batch.x", d, (size_t)n, NULL, 2000), SP_OK);
+    }
+    js_rec r = JS_REC_INIT;
+    r.ack_from = 1;
+    spbus_consumer *c = consume(b, "T_CONS_BATCH", "batch", "t.cons.batch.>", 4, 5000, &r);
+    ck_assert_int_eq(rec_wait(&r, 25, 10000), 25);
+    usleep(300 * 1000);
+    spbus_consumer_destroy(c);
+    ck_assert_int_eq(r.n, 25);
+    bool full = false;
+    for (int i = 0; i < r.calls; i++) {
+        ck_assert_uint_ge(r.sizes[i], 1);
+        ck_assert_uint_le(r.sizes[i], 4);
+        if (r.sizes[i] == 4) full = true;
+    }
+    ck_assert(full); /* what was waiting came in batches, not one by one */
+    ck_assert_int_ge(r.calls, 7);
+    for (int i = 0; i < 25; i++) { /* in stream order, each once */
+        char want[16];
+        snprintf(want, sizeof(want), "d-%d", i);
+        ck_assert_str_eq(r.data[i], want);
+        ck_assert_uint_eq(r.seq[i], (uint64_t)i + 1);
+        ck_assert_uint_eq(r.delivered[i], 1);
+    }
+    spbus_destroy(b);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(consumer_stops_promptly_while_idle)
+{
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_CONS_IDLE", "t.cons.idle.>");
+    spbus *b = bus_to(g_env->nats_url, 1);
+    js_rec r = JS_REC_INIT;
+    spbus_consumer_opts o = {.stream = "T_CONS_IDLE",
+                             .durable = "idle",
+                             .filter_subject = "t.cons.idle.>",
+                             .batch = 16,
+                             .fetch_wait_ms = 30000}; /* a fetch that would wait 30 s */
+    spbus_consumer *c = NULL;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_OK);
+    ck_assert(wait_ready(c, 5000));
+    usleep(300 * 1000); /* inside the fetch now */
+    int64_t t0 = sp_monotonic_us();
+    spbus_consumer_destroy(c);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 1000 * 1000);
+    ck_assert_int_eq(r.n, 0);
+    /* spbus_destroy stops a consumer left running as promptly */
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_OK);
+    ck_assert(wait_ready(c, 5000));
+    usleep(300 * 1000);
+    t0 = sp_monotonic_us();
+    spbus_destroy(b);
+    ck_assert_int_lt(sp_monotonic_us() - t0, 1500 * 1000);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(consumer_rejects_bad_options)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    js_rec r = JS_REC_INIT;
+    spbus_consumer_opts ok = {.stream = "S", .durable = "d", .batch = 1};
+    spbus_consumer_opts o;
+    spbus_consumer *c = (void *)1;
+    o = ok;
+    o.batch = 0;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_ERR_VALIDATION_FAILED);
+    ck_assert_ptr_null(c);
+    o.batch = 257;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_ERR_VALIDATION_FAILED);
+    o = ok;
+    o.durable = "a.b";
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_ERR_VALIDATION_FAILED);
+    o = ok;
+    o.stream = NULL;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_ERR_VALIDATION_FAILED);
+    o = ok;
+    o.fetch_wait_ms = 60000;
+    ck_assert_int_eq(spbus_consume(&c, b, &o, on_js, &r), SP_ERR_VALIDATION_FAILED);
+    ck_assert_int_ne(spbus_consume(&c, b, &ok, NULL, &r), SP_OK);
+    spbus_consumer_destroy(NULL);
+    ck_assert(!spbus_consumer_ready(NULL));
+    spbus_destroy(b);
+}
+END_TEST
+
+START_TEST(consumer_waits_for_a_stream_that_does_not_exist_yet)
+{
+    spbus *b = bus_to(g_env->nats_url, 1);
+    js_rec r = JS_REC_INIT;
+    r.ack_from = 1;
+    spbus_consumer *c = consume(b, "T_CONS_LATE", "late", "t.cons.late.>", 8, 5000, &r);
+    usleep(1500 * 1000);
+    ck_assert(!spbus_consumer_ready(c)); /* /readyz says no */
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_CONS_LATE", "t.cons.late.>");
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.late.x", "hi", 2, NULL, 2000), SP_OK);
+    ck_assert(wait_ready(c, 5000));
+    ck_assert_int_eq(rec_wait(&r, 1, 5000), 1);
+    ck_assert_str_eq(r.data[0], "hi");
+    spbus_consumer_destroy(c);
+    spbus_destroy(b);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(consumer_recreates_a_deleted_consumer)
+{
+    natsConnection *nc = raw_conn();
+    add_stream(nc, "T_CONS_DEL", "t.cons.del.>");
+    spbus *b = bus_to(g_env->nats_url, 1);
+    js_rec r = JS_REC_INIT;
+    r.ack_from = 1;
+    spbus_consumer *c = consume(b, "T_CONS_DEL", "del", "t.cons.del.>", 8, 5000, &r);
+    ck_assert(wait_ready(c, 5000));
+    /* an operator (or a server that lost its state) removes it under the running process */
+    jsCtx *js = NULL;
+    jsErrCode jerr = 0;
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    ck_assert_int_eq(js_DeleteConsumer(js, "T_CONS_DEL", "del", NULL, &jerr), NATS_OK);
+    jsCtx_Destroy(js);
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.del.x", "again", 5, NULL, 2000), SP_OK);
+    ck_assert_int_eq(rec_wait(&r, 1, 15000), 1);
+    ck_assert_str_eq(r.data[0], "again");
+    ck_assert(spbus_consumer_ready(c));
+    spbus_consumer_destroy(c);
+    spbus_destroy(b);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(consumer_survives_nats_restart)
+{
+    sptest_env *e = sptest_start("spbus-jsrestart", SPTEST_NATS_NOAUTH);
+    natsConnection *nc = NULL;
+    ck_assert_int_eq(natsConnection_ConnectTo(&nc, e->nats_url), NATS_OK);
+    /* file storage: the stream and the durable consumer outlive the server process */
+    jsCtx *js = NULL;
+    jsStreamConfig cfg;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[] = {"t.cons.rs.>"};
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = "T_CONS_RS";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    ck_assert_int_eq(js_AddStream(&si, js, &cfg, NULL, &jerr), NATS_OK);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
+    spbus *b = bus_to(e->nats_url, 1);
+    js_rec r = JS_REC_INIT;
+    r.ack_from = 1;
+    spbus_consumer *c = consume(b, "T_CONS_RS", "rs", "t.cons.rs.>", 8, 5000, &r);
+    ck_assert_int_eq(spbus_js_publish(b, "t.cons.rs.x", "before", 6, NULL, 2000), SP_OK);
+    ck_assert_int_eq(rec_wait(&r, 1, 5000), 1);
+
+    sptest_kill(&e->nats, SIGKILL);
+    int64_t until = sp_monotonic_us() + 5000 * 1000;
+    while (spbus_consumer_ready(c) && sp_monotonic_us() < until)
+        usleep(10 * 1000);
+    ck_assert(!spbus_consumer_ready(c));
+    sptest_restart(e, &e->nats);
+    ck_assert(wait_ready(c, 15000));
+    until = sp_monotonic_us() + 15000 * 1000;
+    while (spbus_js_publish(b, "t.cons.rs.x", "after", 5, "after-1", 1000) != SP_OK &&
+           sp_monotonic_us() < until)
+        usleep(100 * 1000);
+    ck_assert_int_ge(rec_wait(&r, 2, 15000), 2);
+    ck_assert_str_eq(r.data[1], "after");
+    ck_assert_uint_eq(r.seq[1], 2);
+    spbus_consumer_destroy(c);
+    spbus_destroy(b);
+    sptest_stop(e);
+}
+END_TEST
+
 int main(void)
 {
     g_env = sptest_start("spbus", SPTEST_NATS_NOAUTH);
@@ -1395,6 +1881,15 @@ int main(void)
     tcase_add_test(tc, subscribe_rejects_bad_arguments);
     tcase_add_test(tc, disconnects_count_lost_connections);
     tcase_add_test(tc, destroy_outlives_pending_connection_callbacks);
+    tcase_add_test(tc, request_expired_while_queued_is_dropped_and_counted);
+    tcase_add_test(tc, chain_of_calls_passes_on_at_most_the_remaining_budget);
+    tcase_add_test(tc, consumer_redelivers_what_was_not_acked_after_ack_wait);
+    tcase_add_test(tc, consumer_batches_are_bounded_by_opts_batch);
+    tcase_add_test(tc, consumer_stops_promptly_while_idle);
+    tcase_add_test(tc, consumer_rejects_bad_options);
+    tcase_add_test(tc, consumer_waits_for_a_stream_that_does_not_exist_yet);
+    tcase_add_test(tc, consumer_recreates_a_deleted_consumer);
+    tcase_add_test(tc, consumer_survives_nats_restart);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -561,23 +561,23 @@ END_TEST
 START_TEST(int64_limited_to_2_pow_53)
 {
     Sp__V1__RequestContext *c;
-    ck_assert_int_eq(from("{\"deadlineUs\":9007199254740992}", &sp__v1__request_context__descriptor,
+    ck_assert_int_eq(from("{\"timeoutUs\":9007199254740992}", &sp__v1__request_context__descriptor,
                           SPPB_STRICT, &c),
                      SP_OK);
-    ck_assert(c->has_deadline_us);
-    ck_assert_int_eq(c->deadline_us, INT64_C(9007199254740992));
-    ck_assert_int_eq(from("{\"deadlineUs\":9007199254740994}", &sp__v1__request_context__descriptor,
+    ck_assert(c->has_timeout_us);
+    ck_assert_int_eq(c->timeout_us, INT64_C(9007199254740992));
+    ck_assert_int_eq(from("{\"timeoutUs\":9007199254740994}", &sp__v1__request_context__descriptor,
                           SPPB_STRICT, &c),
                      SP_ERR_VALIDATION_FAILED);
-    ck_assert_error("deadlineUs", "out of range");
+    ck_assert_error("timeoutUs", "out of range");
     ck_assert_int_eq(
-        from("{\"deadlineUs\":1.5}", &sp__v1__request_context__descriptor, SPPB_STRICT, &c),
+        from("{\"timeoutUs\":1.5}", &sp__v1__request_context__descriptor, SPPB_STRICT, &c),
         SP_ERR_VALIDATION_FAILED);
-    ck_assert_error("deadlineUs", "must be an integer");
+    ck_assert_error("timeoutUs", "must be an integer");
     ck_assert_int_eq(
-        from("{\"deadlineUs\":\"12\"}", &sp__v1__request_context__descriptor, SPPB_STRICT, &c),
+        from("{\"timeoutUs\":\"12\"}", &sp__v1__request_context__descriptor, SPPB_STRICT, &c),
         SP_ERR_VALIDATION_FAILED);
-    ck_assert_error("deadlineUs", "must be an integer");
+    ck_assert_error("timeoutUs", "must be an integer");
 }
 END_TEST
 
@@ -585,14 +585,14 @@ START_TEST(writes_large_int64_exactly)
 {
     /* cJSON alone would print 9.00719925474099e+15, which reads back as ...990. */
     Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT, *back;
-    c.has_deadline_us = 1;
-    c.deadline_us = INT64_C(9007199254740991);
+    c.has_timeout_us = 1;
+    c.timeout_us = INT64_C(9007199254740991);
     const char *text = to(&c);
-    ck_assert_ptr_nonnull(strstr(text, "\"deadlineUs\":9007199254740991}"));
+    ck_assert_ptr_nonnull(strstr(text, "\"timeoutUs\":9007199254740991}"));
     ck_assert_int_eq(from(text, &sp__v1__request_context__descriptor, SPPB_STRICT, &back), SP_OK);
-    ck_assert_int_eq(back->deadline_us, INT64_C(9007199254740991));
-    c.deadline_us = -INT64_C(123456789012345);
-    ck_assert_ptr_nonnull(strstr(to(&c), "\"deadlineUs\":-123456789012345}"));
+    ck_assert_int_eq(back->timeout_us, INT64_C(9007199254740991));
+    c.timeout_us = -INT64_C(123456789012345);
+    ck_assert_ptr_nonnull(strstr(to(&c), "\"timeoutUs\":-123456789012345}"));
 }
 END_TEST
 
