@@ -31,6 +31,12 @@ sp_status spsvc_fields_or_reply(spbus_req *req, const spsvc_fields *f)
     return SP_ERR_VALIDATION_FAILED;
 }
 
+sp_status spsvc_fail(spbus_req *req, sp_status code, const char *message)
+{
+    spbus_reply_error(req, code, message, NULL);
+    return code;
+}
+
 sp_status spsvc_forward_error_reply(spbus_req *req, sp_status s, const Sp__V1__Error *err)
 {
     if (err == NULL) {

@@ -140,6 +140,8 @@ void spsvc_fields_init(spsvc_fields *f);
 void spsvc_fields_add(spsvc_fields *f, const char *path, const char *reason);
 /* SP_OK when no field is bad; else replies 400 validation_failed naming each one. */
 sp_status spsvc_fields_or_reply(spbus_req *req, const spsvc_fields *f);
+/* Replies 'code' with 'message' (no fields) and returns 'code': a step's failure. */
+sp_status spsvc_fail(spbus_req *req, sp_status code, const char *message);
 /* Replies the error another service answered (its code, message and fields). Returns s. */
 sp_status spsvc_forward_error_reply(spbus_req *req, sp_status s, const Sp__V1__Error *err);
 
