@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spcrypto.h"
 #include "spjson.h"
 #include "sppb.h"
-#include "spcrypto.h"
 
 /* JSON numbers are doubles: integers beyond 2^53 would silently change (pitfalls.md). */
 #define SPPB_INT53 (INT64_C(1) << 53)
@@ -34,14 +34,26 @@ void sppb_camel(char *out, size_t outlen, const char *snake)
     out[o] = '\0';
 }
 
-/* int64 fields named *_at carry microseconds and are RFC 3339 strings in JSON. */
+/* int64 fields named at, from, to or *_at carry microseconds and are RFC 3339 strings in
+ * JSON. */
 static bool is_time_field(const ProtobufCFieldDescriptor *f)
 {
     if (f->type != PROTOBUF_C_TYPE_INT64 && f->type != PROTOBUF_C_TYPE_SINT64 &&
         f->type != PROTOBUF_C_TYPE_SFIXED64)
         return false;
     size_t n = strlen(f->name);
-    return n >= 3 && strcmp(f->name + n - 3, "_at") == 0;
+    return (n >= 3 && strcmp(f->name + n - 3, "_at") == 0) || strcmp(f->name, "at") == 0 ||
+           strcmp(f->name, "from") == 0 || strcmp(f->name, "to") == 0;
+}
+
+/* string fields named *_json hold a JSON text: written as that JSON value, named without
+ * the suffix ("details_json" -> "details"); a text that is not JSON is written as a
+ * string. */
+static bool is_json_field(const ProtobufCFieldDescriptor *f)
+{
+    size_t n = strlen(f->name);
+    return f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED && n > 5 &&
+           strcmp(f->name + n - 5, "_json") == 0;
 }
 
 /* proto2 optional scalars, enums and bytes have a has_ flag; strings and messages are
@@ -132,7 +144,8 @@ static void copy_utf8(char *dst, size_t dstlen, const char *src)
     if (n >= dstlen) {
         n = dstlen - 1;
         /* src[n] is inside src: strlen(src) > n here */
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) // NOLINT(clang-analyzer-core.UndefinedBinaryOperatorResult)
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) ==
+                            0x80) // NOLINT(clang-analyzer-core.UndefinedBinaryOperatorResult)
             n--;
     }
     memcpy(dst, src, n);
@@ -570,7 +583,15 @@ static cJSON *msg_to_json(const ProtobufCMessage *m)
             continue;
         char name[SPPB_PATH_MAX];
         sppb_camel(name, sizeof(name), f->name);
-        cJSON *v = field_to_json(m, f);
+        cJSON *v = NULL;
+        if (is_json_field(f)) {
+            const char *text = *AT(m, f->offset, char *const);
+            name[strlen(name) - 4] = '\0'; /* "detailsJson" -> "details" */
+            v = text != NULL ? cJSON_Parse(text) : cJSON_CreateNull();
+            if (v == NULL && text != NULL) v = cJSON_CreateString(text);
+        } else {
+            v = field_to_json(m, f);
+        }
         if (v == NULL || !cJSON_AddItemToObject(o, name, v)) {
             cJSON_Delete(v);
             cJSON_Delete(o);

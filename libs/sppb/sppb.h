@@ -1,8 +1,10 @@
 /* sppb.h -- JSON <-> protobuf-c messages, driven by the message descriptors, written once
  * for every route (pitfalls.md). JSON names are the lowerCamelCase of the snake_case
  * field names. Conventions of our .proto files:
- *  - int64 fields named *_at are times in microseconds: RFC 3339 strings in JSON
- *    ("2025-09-12T15:10:04.120Z" out; up to microseconds and offsets in);
+ *  - int64 fields named at, from, to or *_at are times in microseconds: RFC 3339 strings
+ *    in JSON ("2025-09-12T15:10:04.120Z" out; up to microseconds and offsets in);
+ *  - string fields named *_json hold JSON text, written as that value without the suffix
+ *    ("details_json": "{...}" -> "details": {...}) (output only);
  *  - other int64/uint64 are JSON numbers (integral, within +-2^53);
  *  - proto2 'optional' fields not set are written as null; null in input leaves unset;
  *  - repeated -> arrays, nested messages -> objects, enums -> their names, bytes ->

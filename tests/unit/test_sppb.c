@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sp/auth/v1/auth.pb-c.h"
+#include "sp/tenancy/v1/tenancy.pb-c.h"
 #include "sp/v1/envelope.pb-c.h"
 #include "spjson.h"
 #include "sppb.h"
@@ -287,8 +288,8 @@ START_TEST(no_null_flag_refuses_null_per_field)
 {
     Sp__Auth__V1__RegisterRequest *m;
     ck_assert_int_eq(from("{\"name\":null,\"email\":\"a@b.io\",\"password\":null}",
-                          &sp__auth__v1__register_request__descriptor,
-                          SPPB_STRICT | SPPB_NO_NULL, &m),
+                          &sp__auth__v1__register_request__descriptor, SPPB_STRICT | SPPB_NO_NULL,
+                          &m),
                      SP_ERR_VALIDATION_FAILED);
     ck_assert_uint_eq(errs.n, 2);
     ck_assert_error("name", "must not be null");
@@ -437,7 +438,7 @@ START_TEST(round_trips_error_with_nested_repeated)
     ck_assert_str_eq(text, "{\"code\":\"validation_failed\",\"message\":null,\"fields\":["
                            "{\"path\":\"email\",\"reason\":\"already registered\"},"
                            "{\"path\":\"items[3].status\",\"reason\":\"must be a string\"}],"
-                     "\"retryAfterS\":null}");
+                           "\"retryAfterS\":null}");
     ck_assert_int_eq(from(text, &sp__v1__error__descriptor, SPPB_STRICT, &back), SP_OK);
     ck_assert_uint_eq(back->n_fields, 2);
     ck_assert_str_eq(back->fields[1]->path, "items[3].status");
@@ -450,7 +451,8 @@ START_TEST(writes_empty_repeated_as_empty_array)
     Sp__V1__Error e = SP__V1__ERROR__INIT;
     e.code = "internal";
     e.message = "boom";
-    ck_assert_str_eq(to(&e), "{\"code\":\"internal\",\"message\":\"boom\",\"fields\":[],\"retryAfterS\":null}");
+    ck_assert_str_eq(
+        to(&e), "{\"code\":\"internal\",\"message\":\"boom\",\"fields\":[],\"retryAfterS\":null}");
 }
 END_TEST
 
@@ -500,7 +502,7 @@ START_TEST(oneof_writes_only_the_chosen_member)
     r.result_case = SP__V1__REPLY__RESULT_ERROR;
     r.error = &e;
     ck_assert_str_eq(to(&r), "{\"error\":{\"code\":\"not_found\",\"message\":null,\"fields\":[],"
-                     "\"retryAfterS\":null},\"revokedSessions\":[]}");
+                             "\"retryAfterS\":null},\"revokedSessions\":[]}");
     r.result_case = SP__V1__REPLY__RESULT_PAYLOAD;
     r.payload.data = (uint8_t *)"\xfb\xff";
     r.payload.len = 2;
@@ -593,6 +595,43 @@ START_TEST(writes_large_int64_exactly)
     ck_assert_int_eq(back->timeout_us, INT64_C(9007199254740991));
     c.timeout_us = -INT64_C(123456789012345);
     ck_assert_ptr_nonnull(strstr(to(&c), "\"timeoutUs\":-123456789012345}"));
+}
+END_TEST
+
+START_TEST(at_from_and_to_are_times)
+{
+    Sp__Tenancy__V1__ListAuditRequest *q;
+    ck_assert_int_eq(from("{\"from\":\"2025-09-12T15:10:04Z\",\"to\":\"2025-09-12T15:10:04.5Z\"}",
+                          &sp__tenancy__v1__list_audit_request__descriptor, SPPB_FROM_QUERY, &q),
+                     SP_OK);
+    ck_assert_int_eq(q->from, T0);
+    ck_assert_int_eq(q->to, T0 + 500000);
+    ck_assert_int_eq(from("{\"from\":\"1757689804\"}",
+                          &sp__tenancy__v1__list_audit_request__descriptor, SPPB_FROM_QUERY, &q),
+                     SP_ERR_VALIDATION_FAILED);
+    Sp__Tenancy__V1__AuditEntry e = SP__TENANCY__V1__AUDIT_ENTRY__INIT;
+    e.has_at = 1;
+    e.at = T0 + 120000;
+    to(&e);
+    ck_assert_str_eq(spjson_get(out, "at")->valuestring, "2025-09-12T15:10:04.120Z");
+}
+END_TEST
+
+START_TEST(json_text_fields_are_written_as_json)
+{
+    Sp__Tenancy__V1__AuditEntry e = SP__TENANCY__V1__AUDIT_ENTRY__INIT;
+    e.details_json = "{\"clientRole\":\"client_manager\",\"n\":[1,2]}";
+    to(&e);
+    ck_assert_ptr_null(spjson_get(out, "detailsJson"));
+    cJSON *d = spjson_get(out, "details");
+    ck_assert(cJSON_IsObject(d));
+    ck_assert_str_eq(spjson_get(d, "clientRole")->valuestring, "client_manager");
+    e.details_json = NULL;
+    to(&e);
+    ck_assert(cJSON_IsNull(spjson_get(out, "details")));
+    e.details_json = "not json";
+    to(&e);
+    ck_assert_str_eq(spjson_get(out, "details")->valuestring, "not json");
 }
 END_TEST
 
@@ -779,6 +818,8 @@ static Suite *sppb_suite(void)
     tcase_add_test(t, enums_are_names);
     tcase_add_test(t, round_trips_every_type);
     tcase_add_test(t, repeated_times_report_element_paths);
+    tcase_add_test(t, at_from_and_to_are_times);
+    tcase_add_test(t, json_text_fields_are_written_as_json);
     suite_add_tcase(s, t);
     return s;
 }
