@@ -184,7 +184,7 @@ static sp_status create_client(spbus_req *req)
     spdb *db = NULL;
     spsvc_fields f;
 
-    sp_status s = spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN, NULL);
+    sp_status s = spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_SERVICE, NULL);
     if (s == SP_OK) {
         spsvc_fields_init(&f);
         spsvc_fields_add(&f, "name", spsvc_check_text(in->name, TEN_NAME_MAX));
@@ -380,7 +380,8 @@ static sp_status change_status(spbus_req *req, const char *id, const char *from,
     spdb *db = NULL;
     bool retry = false;
 
-    sp_status s = spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN, NULL);
+    /* a service: spctl create-client --approve */
+    sp_status s = spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_SERVICE, NULL);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) s = ten_client_or_reply(&res, req, db, id, true);

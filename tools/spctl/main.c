@@ -15,6 +15,7 @@ static const spctl_cmd cmds[] = {
     {"nats-config", spctl_nats_config, "write the nats-server config with the users"},
     {"migrate", spctl_migrate, "apply database migrations and create the JetStream streams"},
     {"create-admin", spctl_create_admin, "create the first platform admin"},
+    {"create-client", spctl_create_client, "create a client (tenant) with its first manager"},
 };
 
 static void usage(FILE *f)

@@ -16,6 +16,7 @@ sp_status spctl_gen_secrets(int argc, char **argv);
 sp_status spctl_nats_config(int argc, char **argv);
 sp_status spctl_migrate(int argc, char **argv);
 sp_status spctl_create_admin(int argc, char **argv);
+sp_status spctl_create_client(int argc, char **argv);
 
 /* Creates or updates the JetStream streams of bus.md (streams.c); prints a line per
  * stream it created. user/password may be NULL. */
