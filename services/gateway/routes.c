@@ -601,17 +601,24 @@ sp_status gw_query_decode(ProtobufCMessage **out, const gw_route *route, const c
 {
     *out = NULL;
     errs->n = 0;
-    cJSON *obj = cJSON_CreateObject();
-    if (obj == NULL) return SP_ERR_INTERNAL;
-    if (qs != NULL) query_object(obj, route, qs, arena, errs);
-    if (errs->n > 0) {
+    if (qs == NULL || qs[strspn(qs, "&")] == '\0') { /* no parameter: the common case */
+        ProtobufCMessage *m = sp_arena_alloc(arena, route->req_desc->sizeof_message);
+        if (m == NULL) return SP_ERR_INTERNAL;
+        protobuf_c_message_init(route->req_desc, m);
+        *out = m;
+    } else {
+        cJSON *obj = cJSON_CreateObject();
+        if (obj == NULL) return SP_ERR_INTERNAL;
+        query_object(obj, route, qs, arena, errs);
+        if (errs->n > 0) {
+            cJSON_Delete(obj);
+            return SP_ERR_VALIDATION_FAILED;
+        }
+        sp_status s = sppb_from_json(out, route->req_desc, obj, SPPB_FROM_QUERY | SPPB_NO_NULL,
+                                     arena, errs);
         cJSON_Delete(obj);
-        return SP_ERR_VALIDATION_FAILED;
+        if (s != SP_OK) return s;
     }
-    sp_status s = sppb_from_json(out, route->req_desc, obj, SPPB_FROM_QUERY | SPPB_NO_NULL, arena,
-                                 errs);
-    cJSON_Delete(obj);
-    if (s != SP_OK) return s;
     if (route->flags & GW_LIST) list_rules(*out, errs);
     if (errs->n > 0) {
         *out = NULL;
