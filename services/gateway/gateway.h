@@ -11,36 +11,86 @@
 #include "spbus.h"
 #include "spcore.h"
 #include "spjwt.h"
+#include "sppb.h"
 #include "spredis.h"
 
 struct mg_connection;
 
 /* ---- routes (routes.c) ------------------------------------------------------------------- */
 
+/* Who may call a route: the token's role, as bits. 0 = public (no token looked at). */
 enum {
-    GW_AUTH = 1u << 0, /* a valid access token is required (401 otherwise) */
-    GW_BODY = 1u << 1, /* a JSON object body is expected (a body is refused otherwise) */
+    GW_ROLE_ADMIN = 1u << 0,
+    GW_ROLE_CLIENT_ADMIN = 1u << 1,
+    GW_ROLE_APP_USER = 1u << 2,
+    GW_ROLES_USER = GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN | GW_ROLE_APP_USER, /* any user */
 };
 
+enum {
+    GW_BODY = 1u << 0, /* a JSON object body is expected (a body is refused otherwise) */
+    GW_LIST = 1u << 1, /* a list (GET): see "Lists" below */
+};
+
+/* Lists (api.md "Lists"). A route flagged GW_LIST is a GET whose query declares "limit"
+ * and "cursor", whose request message has 'optional int32|uint32 limit' and 'optional
+ * string cursor', and whose reply message is
+ *     message List<X>Reply { repeated <X> items = 1; optional string next_cursor = 2; }
+ * so that the answer is {"items":[...],"nextCursor":"..."|null} (nextCursor always there:
+ * sppb writes an unset optional as null). The gateway checks the generic rules: 'limit'
+ * 1..500, 50 when absent (the service always gets one); 'cursor' 1..GW_MAX_CURSOR
+ * characters of unpadded base64url. What a cursor holds is the service's: it encodes it
+ * (the services' cursor helper), decodes it and answers 400 validation_failed with
+ * fields.cursor for one it cannot read. Order and page size are the service's too.
+ *
+ * Clearing (api.md "PATCH"): a request message with a field 'repeated string cleared =
+ * 15' gets, instead of a refusal, the JSON names of the top-level optional fields the body
+ * gave as null ({"lotId":null} -> cleared = ["lotId"]); null for any other field stays
+ * 400, and the body cannot name "cleared" itself. Without that field, null is refused. */
+#define GW_LIST_DEFAULT_LIMIT 50
+#define GW_LIST_MAX_LIMIT 500
+#define GW_MAX_CURSOR 512
+#define GW_CLEARED_FIELD "cleared"
+#define GW_CLEARED_ID 15
+#define GW_MAX_DEADLINE_MS 60000
+
+/* One line per route. The bus subject is derived from the request message: package
+ * "sp.auth.v1" + message "LoginRequest" -> "sp.auth.v1.Login" (gw_route_subject). */
 typedef struct {
-    const char *method;                          /* "POST" */
-    const char *pattern;                         /* "/v1/clients/{id}" */
-    const char *subject;                         /* "sp.tenancy.v1.GetClient" */
-    const ProtobufCMessageDescriptor *req_desc;  /* the <Method>Request */
-    const ProtobufCMessageDescriptor *reply_desc; /* the <Method>Reply */
-    unsigned flags;                              /* GW_AUTH | GW_BODY */
-    int status;                                  /* success status: 200, 201 or 204 */
+    const char *method;                           /* "POST" */
+    const char *pattern;                          /* "/v1/clients/{id}/members/{userId}" */
+    const ProtobufCMessageDescriptor *req_desc;   /* the <Method>Request */
+    const ProtobufCMessageDescriptor *reply_desc; /* a *Reply of the same package */
+    unsigned roles;                               /* GW_ROLE_* allowed; 0: public */
+    unsigned flags;                               /* GW_BODY | GW_LIST */
+    const char *query;                            /* the query parameters: "limit,cursor,status" */
+    int deadline_ms;                              /* of the bus call; 0: SP_BUS_TIMEOUT_MS */
+    int status;                                   /* success status: 200, 201, 202 or 204 */
 } gw_route;
 
 /* The whole table (static storage), for the router and for tests. */
 const gw_route *gw_routes(size_t *n);
 
+/* Checks a table at start (main refuses to start on failure): method and flags, a well
+ * formed pattern and no duplicate method+pattern, known role bits, a request message named
+ * *Request and a *Reply of the same package, each path and query parameter naming a field
+ * of the request message by its JSON name (path: a string), the list and clearing shapes
+ * above. SP_ERR_VALIDATION_FAILED with the first problem, naming the route, in 'why'. */
+sp_status gw_routes_check(const gw_route *routes, size_t n, char *why, size_t whylen);
+
+/* The bus subject of 'route' into out ("sp.auth.v1.Login"); false when it does not fit. */
+bool gw_route_subject(char *out, size_t outlen, const gw_route *route);
+
+/* The route's GW_ROLE_* bit of a token's role ("admin"); 0 for any other role. */
+unsigned gw_role_bit(const char *role);
+
 #define GW_MAX_PARAMS 4
 #define GW_MAX_SEGMENTS 16
 #define GW_MAX_PATH 1024
+#define GW_MAX_QUERY_PARAMS 16
+#define GW_MAX_QUERY 4096
 
 typedef struct {
-    char name[32];  /* the field name inside the braces: "id" */
+    char name[32];  /* the name inside the braces, the JSON name of its field: "userId" */
     char value[40]; /* a canonical UUID */
 } gw_param;
 
@@ -50,9 +100,29 @@ typedef enum {
     GW_MATCH_METHOD,    /* the path is routed for other methods only: 'allow' lists them */
 } gw_match;
 
-/* Finds the route of 'method' 'path'. params holds GW_MAX_PARAMS entries. */
+/* Finds the route of 'method' 'path' in routes[0..n). params holds GW_MAX_PARAMS entries. */
 gw_match gw_route_match(const gw_route **route, gw_param *params, size_t *nparams,
-                        const char *method, const char *path, char *allow, size_t allowlen);
+                        const gw_route *routes, size_t n, const char *method, const char *path,
+                        char *allow, size_t allowlen);
+
+/* Builds a message of route->req_desc from the query string 'qs' (after the '?'; NULL or
+ * "" for none), in 'arena': each parameter percent-decoded (mg_url_decode, '+' is a space)
+ * into the field of that JSON name, converted as sppb does for queries, then the list rules
+ * (GW_LIST). SP_ERR_VALIDATION_FAILED with errs naming each bad parameter: one not declared
+ * by the route, one given twice, a value that is not valid UTF-8 or holds a NUL, or that
+ * its field refuses; SP_ERR_INTERNAL on OOM. */
+sp_status gw_query_decode(ProtobufCMessage **out, const gw_route *route, const char *qs,
+                          sp_arena *arena, sppb_errors *errs);
+
+/* Puts each path parameter into the request field whose JSON name it is. */
+void gw_set_params(ProtobufCMessage *in, const gw_param *params, size_t n, sp_arena *arena);
+
+/* Decodes a JSON body into a message of route->req_desc (sppb, strict): null for a field is
+ * refused, except for the clearable fields of a message with 'cleared' (above), which are
+ * removed from 'json' (the caller still frees it) and named in 'cleared'.
+ * SP_ERR_VALIDATION_FAILED with errs, SP_ERR_INTERNAL on OOM. */
+sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *json,
+                         sp_arena *arena, sppb_errors *errs);
 
 /* ---- the client ip (clientip.c) -------------------------------------------------------- */
 

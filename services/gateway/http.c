@@ -318,16 +318,23 @@ static sp_status read_body_or_reply(gw_req *r)
     return SP_OK;
 }
 
-/* An empty message of 'desc' in the arena (routes without a body). */
-static ProtobufCMessage *empty_message(sp_arena *a, const ProtobufCMessageDescriptor *desc)
+/* Answers 400 validation_failed with one field per entry of errs ('fallback' for an entry
+ * without a path). */
+static sp_status reply_errors(gw_req *r, const char *message, const sppb_errors *errs,
+                              const char *fallback)
 {
-    ProtobufCMessage *m = sp_arena_alloc(a, desc->sizeof_message);
-    if (m != NULL) desc->message_init(m);
-    return m;
+    const char *paths[SPPB_MAX_ERRORS], *reasons[SPPB_MAX_ERRORS];
+    size_t n = errs->n < SPPB_MAX_ERRORS ? errs->n : SPPB_MAX_ERRORS;
+    for (size_t i = 0; i < n; i++) {
+        paths[i] = errs->e[i].path[0] ? errs->e[i].path : fallback;
+        reasons[i] = errs->e[i].reason;
+    }
+    return reply_error_fields(r, SP_ERR_VALIDATION_FAILED, message, paths, reasons, n);
 }
 
-/* Builds the route's request message from the body. Replies 413, 415, 400 bad_request
- * (a body where none is expected), malformed_json or validation_failed (with fields). */
+/* Builds the route's request message from the query string and the body. Replies 413,
+ * 415, 400 bad_request (a body where none is expected), validation_failed (a query
+ * parameter: undeclared, repeated or bad; a body field), malformed_json. */
 static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, ProtobufCMessage **in)
 {
     *in = NULL;
@@ -336,10 +343,19 @@ static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, Protobu
     bool has_body = r->body_len > 0;
     if (has_body && !is_json_type(mg_get_header(r->conn, "Content-Type")))
         return reply_error(r, SP_ERR_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json");
-    if (!(route->flags & GW_BODY)) {
-        if (has_body) return reply_error(r, SP_ERR_BAD_REQUEST, "this route takes no body");
-        *in = empty_message(r->arena, route->req_desc);
-        return *in != NULL ? SP_OK : reply_error(r, SP_ERR_INTERNAL, "out of memory");
+    if (!(route->flags & GW_BODY) && has_body)
+        return reply_error(r, SP_ERR_BAD_REQUEST, "this route takes no body");
+
+    sppb_errors errs;
+    memset(&errs, 0, sizeof(errs));
+    ProtobufCMessage *q = NULL;
+    s = gw_query_decode(&q, route, r->ri->query_string, r->arena, &errs);
+    if (s == SP_ERR_VALIDATION_FAILED)
+        return reply_errors(r, "invalid query parameters", &errs, "query");
+    if (s != SP_OK) return reply_error(r, SP_ERR_INTERNAL, "out of memory");
+    if (!(route->flags & GW_BODY)) { /* the query is the whole input */
+        *in = q;
+        return SP_OK;
     }
     if (!has_body) return reply_error(r, SP_ERR_VALIDATION_FAILED, "a JSON object body is required");
 
@@ -347,38 +363,21 @@ static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, Protobu
     cJSON *json = NULL;
     s = spjson_parse(&json, r->body, r->body_len, SPJSON_DEFAULT_DEPTH, why, sizeof(why));
     if (s != SP_OK) return reply_error(r, SP_ERR_MALFORMED_JSON, why[0] ? why : "malformed JSON");
-
-    sppb_errors errs;
-    memset(&errs, 0, sizeof(errs));
-    /* no field of today's bodies may be cleared: null is refused rather than read as absent
-     * (api.md: null clears an optional field; PATCH routes with such fields will say so) */
-    s = sppb_from_json(in, route->req_desc, json, SPPB_STRICT | SPPB_NO_NULL, r->arena, &errs);
+    /* null is refused rather than read as absent, but for the fields a PATCH may clear
+     * (gateway.h, "Clearing") */
+    s = gw_body_decode(in, route, json, r->arena, &errs);
     cJSON_Delete(json);
     if (s == SP_OK && *in != NULL) return SP_OK;
     *in = NULL;
-    const char *paths[SPPB_MAX_ERRORS], *reasons[SPPB_MAX_ERRORS];
-    size_t n = errs.n < SPPB_MAX_ERRORS ? errs.n : SPPB_MAX_ERRORS;
-    for (size_t i = 0; i < n; i++) {
-        paths[i] = errs.e[i].path[0] ? errs.e[i].path : "body";
-        reasons[i] = errs.e[i].reason;
-    }
-    return reply_error_fields(r, SP_ERR_VALIDATION_FAILED, "invalid request body", paths, reasons, n);
+    if (s != SP_ERR_VALIDATION_FAILED) return reply_error(r, SP_ERR_INTERNAL, "out of memory");
+    return reply_errors(r, "invalid request body", &errs, "body");
 }
 
-/* Puts each path parameter into the request field of the same name. */
-static void set_params(gw_req *r, ProtobufCMessage *in, const gw_param *params, size_t n)
+/* Replies 403 forbidden when the token's role is not among the route's. */
+static sp_status check_role_or_reply(gw_req *r, const gw_route *route, const spjwt_claims *claims)
 {
-    if (in == NULL) return;
-    for (size_t i = 0; i < n; i++) {
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field_by_name(in->descriptor, params[i].name);
-        if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED) {
-            sp_log_error(r->rid, "route_param_without_field", "route", r->route, "param",
-                         params[i].name);
-            continue;
-        }
-        *(char **)((char *)in + f->offset) = sp_arena_strdup(r->arena, params[i].value);
-    }
+    if (gw_role_bit(claims->role) & route->roles) return SP_OK;
+    return reply_error(r, SP_ERR_FORBIDDEN, "this role may not use this route");
 }
 
 static char *dup_or_null(sp_arena *a, const char *s)
@@ -402,8 +401,9 @@ static char *client_ip(gw_req *r)
     return dup_or_null(r->arena, ip);
 }
 
-/* Sends the request on the route's subject and answers the reply: the result with the
- * route's success status, an error reply with its status, 503 when nobody answered. */
+/* Sends the request on the route's subject within the route's deadline and answers the
+ * reply: the result with the route's success status, an error reply with its status, 503
+ * (with Retry-After) when nobody answered in time. */
 static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMessage *in,
                            const spjwt_claims *claims)
 {
@@ -420,13 +420,19 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
         ctx.session_id = dup_or_null(r->arena, claims->sid);
     }
 
+    char subject[128];
+    if (!gw_route_subject(subject, sizeof(subject), route)) { /* gw_routes_check: cannot */
+        reply_error(r, SP_ERR_INTERNAL, "internal error");
+        return;
+    }
+    int timeout_ms = route->deadline_ms > 0 ? route->deadline_ms : r->g->bus_timeout_ms;
     ProtobufCMessage *out = NULL;
     Sp__V1__Error *err = NULL;
     int64_t t0 = sp_monotonic_us();
-    sp_status s = spbus_request(&out, &err, r->g->bus, route->subject, &ctx, in, route->reply_desc,
-                                r->g->bus_timeout_ms, r->arena);
+    sp_status s = spbus_request(&out, &err, r->g->bus, subject, &ctx, in, route->reply_desc,
+                                timeout_ms, r->arena);
     char labels[160];
-    snprintf(labels, sizeof(labels), "subject=\"%s\"", route->subject);
+    snprintf(labels, sizeof(labels), "subject=\"%s\"", subject);
     spadmin_observe("sp_bus_request_duration_seconds", labels,
                     (double)(sp_monotonic_us() - t0) / 1e6);
 
@@ -455,13 +461,13 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
         return;
     }
     if (s == SP_ERR_UNAVAILABLE) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "%s did not answer within SP_BUS_TIMEOUT_MS (%d)",
-                 route->subject, r->g->bus_timeout_ms);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s did not answer within %s (%d ms)", subject,
+                 route->deadline_ms > 0 ? "the route's deadline" : "SP_BUS_TIMEOUT_MS", timeout_ms);
         reply_error(r, s, msg);
         return;
     }
-    sp_log_error(r->rid, "bus_request_failed", "subject", route->subject, "status",
+    sp_log_error(r->rid, "bus_request_failed", "subject", subject, "status",
                  sp_error_code(s));
     reply_error(r, SP_ERR_INTERNAL, "internal error");
 }
@@ -484,8 +490,10 @@ static void serve(gw_req *r)
         r->status = st;
         return;
     }
-    gw_match m = gw_route_match(&route, params, &np, r->ri->request_method, r->ri->local_uri,
-                                allow, sizeof(allow));
+    size_t nroutes = 0;
+    const gw_route *table = gw_routes(&nroutes);
+    gw_match m = gw_route_match(&route, params, &np, table, nroutes, r->ri->request_method,
+                                r->ri->local_uri, allow, sizeof(allow));
     if (m == GW_MATCH_NOT_FOUND) {
         reply_error(r, SP_ERR_NOT_FOUND, "no such resource");
         return;
@@ -501,14 +509,16 @@ static void serve(gw_req *r)
 
     spjwt_claims claims;
     memset(&claims, 0, sizeof(claims));
-    if ((route->flags & GW_AUTH) &&
-        (authenticate_or_reply(r, &claims) != SP_OK || check_session_or_reply(r, &claims) != SP_OK))
+    /* api.md "Which error wins": 401, then 403, then the body and the query */
+    if (route->roles != 0 &&
+        (authenticate_or_reply(r, &claims) != SP_OK || check_session_or_reply(r, &claims) != SP_OK ||
+         check_role_or_reply(r, route, &claims) != SP_OK))
         return;
 
     ProtobufCMessage *in = NULL;
     if (decode_input_or_reply(r, route, &in) != SP_OK) return;
-    set_params(r, in, params, np);
-    call_and_reply(r, route, in, (route->flags & GW_AUTH) ? &claims : NULL);
+    gw_set_params(in, params, np, r->arena);
+    call_and_reply(r, route, in, route->roles != 0 ? &claims : NULL);
 }
 
 static bool is_ops_path(const char *p)

@@ -84,6 +84,16 @@ int main(int argc, char **argv)
     if (cfg == NULL) return 0; /* --help */
     sp_log_init("gateway", SP_LOG_INFO);
 
+    /* A route the table gets wrong would fail on its first request: refuse to start. */
+    size_t nroutes = 0;
+    const gw_route *routes = gw_routes(&nroutes);
+    if (gw_routes_check(routes, nroutes, err, sizeof(err)) != SP_OK) {
+        sp_log_error(NULL, "route_table_invalid", "why", err);
+        fprintf(stderr, "gateway: route table: %s\n", err);
+        sp_config_destroy(cfg);
+        return 2;
+    }
+
     /* Signals are taken by sigwait below: block them before any thread starts. */
     sigset_t stop;
     sigemptyset(&stop);

@@ -483,6 +483,117 @@ START_TEST(route_without_body_refuses_a_body)
 }
 END_TEST
 
+/* ---- roles and the query (api.md "Which error wins": 401 -> 403 -> 413/415/400) -------- */
+
+static char *token_with_role(const char *role)
+{
+    spjwt_claims c = good_claims();
+    snprintf(c.role, sizeof(c.role), "%s", role);
+    return sign(jwt_secret, "smartpark", "smartpark-api", c);
+}
+
+static void assert_field(sptest_resp *r, const char *field, const char *reason)
+{
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r->json, "error"), "fields");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(fields, field);
+    ck_assert_msg(cJSON_IsString(f), "no fields.%s in %s", field, r->body);
+    if (reason != NULL) ck_assert_str_eq(f->valuestring, reason);
+}
+
+/* /v1/me allows the three roles; a token of any other role may never use it */
+START_TEST(forbidden_role_is_403_before_a_bad_body)
+{
+    char *tok = token_with_role("service");
+    sptest_resp *r = sptest_json(env, "PATCH", "/v1/me", tok, "{bad");
+    assert_error(r, 403, "forbidden");
+    sptest_resp_free(r);
+    r = sptest_json(env, "GET", "/v1/me?foo=1", tok, NULL);
+    assert_error(r, 403, "forbidden");
+    sptest_resp_free(r);
+    char url[256], auth[4096];
+    snprintf(url, sizeof(url), "%s/v1/me", env->base_url);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: text/plain", NULL};
+    r = sptest_http("PATCH", url, h, "x", 1);
+    assert_error(r, 403, "forbidden");
+    sptest_resp_free(r);
+    free(tok);
+    /* the three roles get past the role check to the body's own error */
+    const char *roles[] = {"admin", "client_admin", "app_user"};
+    for (size_t i = 0; i < 3; i++) {
+        tok = token_with_role(roles[i]);
+        r = sptest_json(env, "PATCH", "/v1/me", tok, "{bad");
+        assert_error(r, 400, "malformed_json");
+        sptest_resp_free(r);
+        free(tok);
+    }
+}
+END_TEST
+
+START_TEST(undeclared_query_param_is_400_naming_it)
+{
+    char *tok = good_token();
+    sptest_resp *r = sptest_json(env, "GET", "/v1/me?foo=1", tok, NULL);
+    assert_error(r, 400, "validation_failed");
+    assert_field(r, "foo", "unknown parameter");
+    sptest_resp_free(r);
+    r = sptest_json(env, "GET", "/v1/me?limit=10&cursor=abc", tok, NULL); /* not a list */
+    assert_error(r, 400, "validation_failed");
+    assert_field(r, "limit", "unknown parameter");
+    assert_field(r, "cursor", "unknown parameter");
+    sptest_resp_free(r);
+    r = sptest_json(env, "GET", "/v1/me?%FF%00=1", tok, NULL); /* never echoed raw */
+    assert_error(r, 400, "validation_failed");
+    assert_field(r, "query", "unknown parameter");
+    sptest_resp_free(r);
+    r = sptest_json(env, "PATCH", "/v1/me?name=x", tok, "{\"name\":\"Ana\"}");
+    assert_error(r, 400, "validation_failed");
+    assert_field(r, "name", "unknown parameter");
+    sptest_resp_free(r);
+    /* no parameter at all: past every check (no auth service here: 503) */
+    r = sptest_json(env, "GET", "/v1/me?", tok, NULL);
+    assert_error(r, 503, "unavailable");
+    sptest_resp_free(r);
+    free(tok);
+    /* public routes too */
+    r = sptest_json(env, "POST", "/v1/auth/login?next=/x", NULL, "{\"email\":\"a@b.c\",\"password\":\"12345678\"}");
+    assert_error(r, 400, "validation_failed");
+    assert_field(r, "next", "unknown parameter");
+    sptest_resp_free(r);
+}
+END_TEST
+
+START_TEST(query_errors_come_after_401)
+{
+    sptest_resp *r = sptest_json(env, "GET", "/v1/me?foo=1&foo=2", NULL, NULL);
+    assert_error(r, 401, "unauthenticated");
+    sptest_resp_free(r);
+    r = get_me_bearer("garbage");
+    assert_error(r, 401, "invalid_token");
+    sptest_resp_free(r);
+}
+END_TEST
+
+START_TEST(login_503_names_its_own_deadline)
+{
+    /* no auth service: nobody answers; 503 with Retry-After, whatever the route's deadline */
+    sptest_resp *r = sptest_json(env, "POST", "/v1/auth/login", NULL,
+                                 "{\"email\":\"a@b.c\",\"password\":\"12345678\"}");
+    assert_error(r, 503, "unavailable");
+    ck_assert_str_eq(sptest_resp_header(r, "Retry-After"), "1");
+    /* the subject comes from LoginRequest; the deadline is login's, not SP_BUS_TIMEOUT_MS */
+    ck_assert_str_eq(sptest_jstr(r, "error.message"),
+                     "sp.auth.v1.Login did not answer within the route's deadline (5000 ms)");
+    sptest_resp_free(r);
+    r = sptest_json(env, "POST", "/v1/auth/refresh", NULL, "{\"refreshToken\":\"a.b\"}");
+    assert_error(r, 503, "unavailable");
+    ck_assert_str_eq(sptest_jstr(r, "error.message"),
+                     "sp.auth.v1.Refresh did not answer within SP_BUS_TIMEOUT_MS (2000 ms)");
+    sptest_resp_free(r);
+}
+END_TEST
+
 /* ---- bodies ------------------------------------------------------------------------------- */
 
 static const char valid_register[] =
@@ -635,6 +746,10 @@ int main(void)
     tcase_add_test(tc, valid_token_is_503_while_revocations_are_not_loaded);
     tcase_add_test(tc, revocations_in_redis_are_loaded_after_being_stale);
     tcase_add_test(tc, route_without_body_refuses_a_body);
+    tcase_add_test(tc, forbidden_role_is_403_before_a_bad_body);
+    tcase_add_test(tc, undeclared_query_param_is_400_naming_it);
+    tcase_add_test(tc, query_errors_come_after_401);
+    tcase_add_test(tc, login_503_names_its_own_deadline);
     tcase_add_test(tc, register_with_text_plain_is_415);
     tcase_add_test(tc, register_with_2mib_body_is_413);
     tcase_add_test(tc, chunked_body_over_the_limit_is_413);
