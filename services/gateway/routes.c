@@ -6,6 +6,7 @@
 
 #include "gateway.h"
 #include "sp/auth/v1/auth.pb-c.h"
+#include "sp/tenancy/v1/tenancy.pb-c.h"
 #include "spcrypto.h"
 #include "spjson.h"
 
@@ -37,6 +38,41 @@ static const gw_route routes[] = {
      &sp__auth__v1__change_password_reply__descriptor, GW_ROLES_USER, GW_BODY, NULL, 5000, 204},
     {"DELETE", "/v1/me", &sp__auth__v1__delete_me_request__descriptor,
      &sp__auth__v1__delete_me_reply__descriptor, GW_ROLES_USER, 0, NULL, 0, 204},
+    /* tenancy: creating a manager or member hashes its password in auth (argon2id);
+     * suspending and removing revoke sessions in auth before the reply */
+    {"POST", "/v1/clients", &sp__tenancy__v1__create_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, GW_BODY, NULL, 8000, 201},
+    {"GET", "/v1/clients", &sp__tenancy__v1__list_clients_request__descriptor,
+     &sp__tenancy__v1__list_clients_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN,
+     GW_LIST, "limit,cursor,status", 0, 200},
+    {"GET", "/v1/clients/{id}", &sp__tenancy__v1__get_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, 0, NULL, 0,
+     200},
+    {"PATCH", "/v1/clients/{id}", &sp__tenancy__v1__update_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_BODY,
+     NULL, 0, 200},
+    {"POST", "/v1/clients/{id}/approve", &sp__tenancy__v1__approve_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, 0 /* GW_BODY_OPTIONAL */, NULL,
+     0, 200},
+    {"POST", "/v1/clients/{id}/suspend", &sp__tenancy__v1__suspend_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, 0 /* GW_BODY_OPTIONAL */, NULL,
+     8000, 200},
+    {"POST", "/v1/clients/{id}/reactivate", &sp__tenancy__v1__reactivate_client_request__descriptor,
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, 0 /* GW_BODY_OPTIONAL */, NULL,
+     8000, 200},
+    {"GET", "/v1/clients/{id}/members", &sp__tenancy__v1__list_members_request__descriptor,
+     &sp__tenancy__v1__list_members_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN,
+     GW_LIST, "limit,cursor", 0, 200},
+    {"POST", "/v1/clients/{id}/members", &sp__tenancy__v1__create_member_request__descriptor,
+     &sp__tenancy__v1__member_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_BODY,
+     NULL, 8000, 201},
+    {"DELETE", "/v1/clients/{id}/members/{userId}",
+     &sp__tenancy__v1__delete_member_request__descriptor,
+     &sp__tenancy__v1__delete_member_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, 0,
+     NULL, 8000, 204},
+    {"GET", "/v1/audit", &sp__tenancy__v1__list_audit_request__descriptor,
+     &sp__tenancy__v1__list_audit_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_LIST,
+     "clientId,action,from,to,limit,cursor", 0, 200},
 };
 
 const gw_route *gw_routes(size_t *n)
