@@ -29,6 +29,7 @@ enum {
 enum {
     GW_BODY = 1u << 0, /* a JSON object body is expected (a body is refused otherwise) */
     GW_LIST = 1u << 1, /* a list (GET): see "Lists" below */
+    GW_BODY_OPTIONAL = 1u << 2, /* with GW_BODY: no body is {} (state actions: /approve) */
 };
 
 /* Lists (api.md "Lists"). A route flagged GW_LIST is a GET whose query declares "limit"
@@ -61,7 +62,7 @@ typedef struct {
     const ProtobufCMessageDescriptor *req_desc;   /* the <Method>Request */
     const ProtobufCMessageDescriptor *reply_desc; /* a *Reply of the same package */
     unsigned roles;                               /* GW_ROLE_* allowed; 0: public */
-    unsigned flags;                               /* GW_BODY | GW_LIST */
+    unsigned flags;                               /* GW_BODY [| GW_BODY_OPTIONAL] | GW_LIST */
     const char *query;                            /* the query parameters: "limit,cursor,status" */
     int deadline_ms;                              /* of the bus call; 0: SP_BUS_TIMEOUT_MS */
     int status;                                   /* success status: 200, 201, 202 or 204 */
@@ -119,8 +120,9 @@ void gw_set_params(ProtobufCMessage *in, const gw_param *params, size_t n, sp_ar
 
 /* Decodes a JSON body into a message of route->req_desc (sppb, strict): null for a field is
  * refused, except for the clearable fields of a message with 'cleared' (above), which are
- * removed from 'json' (the caller still frees it) and named in 'cleared'.
- * SP_ERR_VALIDATION_FAILED with errs, SP_ERR_INTERNAL on OOM. */
+ * removed from 'json' (the caller still frees it) and named in 'cleared'. 'json' NULL: no
+ * body, an empty message with GW_BODY_OPTIONAL, else refused ("a JSON object body is
+ * required", path ""). SP_ERR_VALIDATION_FAILED with errs, SP_ERR_INTERNAL on OOM. */
 sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *json,
                          sp_arena *arena, sppb_errors *errs);
 

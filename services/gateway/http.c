@@ -357,7 +357,12 @@ static sp_status decode_input_or_reply(gw_req *r, const gw_route *route, Protobu
         *in = q;
         return SP_OK;
     }
-    if (!has_body) return reply_error(r, SP_ERR_VALIDATION_FAILED, "a JSON object body is required");
+    if (!has_body) { /* refused unless the body is optional (GW_BODY_OPTIONAL) */
+        s = gw_body_decode(in, route, NULL, r->arena, &errs);
+        if (s == SP_OK) return SP_OK;
+        if (s != SP_ERR_VALIDATION_FAILED) return reply_error(r, SP_ERR_INTERNAL, "out of memory");
+        return reply_error(r, SP_ERR_VALIDATION_FAILED, "a JSON object body is required");
+    }
 
     char why[160] = "";
     cJSON *json = NULL;

@@ -364,8 +364,13 @@ static bool check_route(const gw_route *r, char *why, size_t len)
         snprintf(why, len, "unknown role bits 0x%x", r->roles & ~(unsigned)GW_ROLES_USER);
         return false;
     }
-    if (r->flags & ~(unsigned)(GW_BODY | GW_LIST)) {
-        snprintf(why, len, "unknown flag bits 0x%x", r->flags & ~(unsigned)(GW_BODY | GW_LIST));
+    unsigned flags = GW_BODY | GW_LIST | GW_BODY_OPTIONAL;
+    if (r->flags & ~flags) {
+        snprintf(why, len, "unknown flag bits 0x%x", r->flags & ~flags);
+        return false;
+    }
+    if ((r->flags & GW_BODY_OPTIONAL) && !(r->flags & GW_BODY)) {
+        snprintf(why, len, "GW_BODY_OPTIONAL without GW_BODY");
         return false;
     }
     if ((r->flags & GW_BODY) && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "DELETE") == 0)) {
@@ -676,6 +681,17 @@ sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *j
     *out = NULL;
     errs->n = 0;
     const ProtobufCMessageDescriptor *d = route->req_desc;
+    if (json == NULL) {
+        if (!(route->flags & GW_BODY_OPTIONAL)) {
+            add_error(errs, "", "a JSON object body is required");
+            return SP_ERR_VALIDATION_FAILED;
+        }
+        ProtobufCMessage *m = sp_arena_alloc(arena, d->sizeof_message);
+        if (m == NULL) return SP_ERR_INTERNAL;
+        protobuf_c_message_init(d, m);
+        *out = m;
+        return SP_OK;
+    }
     const ProtobufCFieldDescriptor *cl = cleared_field(d);
     sppb_errors own;
     own.n = 0;

@@ -29,6 +29,8 @@ static const gw_route member_route = {"DELETE", "/v1/widgets/{id}/members/{userI
                                       UPD_REPLY, STAFF, 0, NULL, 0, 204};
 static const gw_route patch_route = {"PATCH", "/v1/widgets/{id}", UPD_REQ, UPD_REPLY, STAFF,
                                      GW_BODY, NULL, 0, 200};
+static const gw_route approve_route = {"POST", "/v1/widgets/{id}/approve", UPD_REQ, UPD_REPLY,
+                                       GW_ROLE_ADMIN, GW_BODY | GW_BODY_OPTIONAL, NULL, 0, 200};
 
 static sp_arena *arena;
 
@@ -51,8 +53,8 @@ START_TEST(real_table_passes_the_check)
     const gw_route *t = gw_routes(&n);
     char why[512] = "";
     ck_assert_msg(gw_routes_check(t, n, why, sizeof(why)) == SP_OK, "%s", why);
-    const gw_route good[] = {list_route, members_route, member_route, patch_route};
-    ck_assert_msg(gw_routes_check(good, 4, why, sizeof(why)) == SP_OK, "%s", why);
+    const gw_route good[] = {list_route, members_route, member_route, patch_route, approve_route};
+    ck_assert_msg(gw_routes_check(good, 5, why, sizeof(why)) == SP_OK, "%s", why);
 }
 END_TEST
 
@@ -152,6 +154,8 @@ static const bad_case bad[] = {
     {R("DELETE", "/v1/widgets/{id}", UPD_REQ, UPD_REPLY, STAFF, GW_BODY, NULL, 0, 204),
      "a DELETE takes no body"},
     {R("GET", "/v1/widgets", LIST_REQ, LIST_REPLY, STAFF, 1u << 7, NULL, 0, 200), "unknown flag bits 0x80"},
+    {R("POST", "/v1/widgets/{id}/approve", UPD_REQ, UPD_REPLY, STAFF, GW_BODY_OPTIONAL, NULL, 0, 200),
+     "GW_BODY_OPTIONAL without GW_BODY"},
     {R("POST", "/v1/widgets", LIST_REQ, LIST_REPLY, STAFF, GW_BODY, "status", 0, 201),
      "query parameters on a route with a body"},
     {R("FETCH", "/v1/widgets", LIST_REQ, LIST_REPLY, STAFF, 0, NULL, 0, 200), "method is not one of"},
@@ -488,6 +492,21 @@ START_TEST(null_clears_optional_fields_of_a_message_with_cleared)
 }
 END_TEST
 
+/* api.md: a body is optional on state actions; elsewhere a body route needs one */
+START_TEST(no_body_is_empty_only_where_the_body_is_optional)
+{
+    ProtobufCMessage *m = NULL;
+    sppb_errors errs;
+    ck_assert_int_eq(gw_body_decode(&m, &approve_route, NULL, arena, &errs), SP_OK);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_eq(m->descriptor, UPD_REQ);
+    ck_assert_int_eq(body(&approve_route, "{}", &m, &errs), SP_OK);
+    body_bad(&approve_route, "{\"bogus\":1}", "bogus", "unknown field");
+    ck_assert_int_eq(gw_body_decode(&m, &patch_route, NULL, arena, &errs), SP_ERR_VALIDATION_FAILED);
+    ck_assert_ptr_null(m);
+}
+END_TEST
+
 START_TEST(null_is_refused_without_cleared)
 {
     size_t n = 0;
@@ -522,6 +541,7 @@ int main(void)
     tcase_add_test(tc, undeclared_repeated_or_bad_params_are_named);
     tcase_add_test(tc, list_reply_has_items_and_next_cursor_always);
     tcase_add_test(tc, null_clears_optional_fields_of_a_message_with_cleared);
+    tcase_add_test(tc, no_body_is_empty_only_where_the_body_is_optional);
     tcase_add_test(tc, null_is_refused_without_cleared);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
