@@ -1,5 +1,6 @@
 /* arena.c -- bump allocator: one per request, freed in one call. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,10 @@ struct sp_arena {
     block *head;
     size_t next_size;
 };
+
+/* The largest request: a block must stay an object whose size fits in ptrdiff_t (malloc
+ * refuses more anyway), header and rounding included, so no size below can wrap. */
+#define MAX_ALLOC ((size_t)PTRDIFF_MAX - sizeof(block) - 15)
 
 static block *new_block(size_t cap)
 {
@@ -46,12 +51,14 @@ void sp_arena_destroy(sp_arena *a)
 
 void *sp_arena_alloc(sp_arena *a, size_t n)
 {
+    if (n > MAX_ALLOC) return NULL;
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     block *b = a->head;
     if (b == NULL || b->cap - b->used < n) {
         size_t cap = a->next_size;
-        while (cap < n) cap *= 2;
+        while (cap < n)
+            cap = cap > MAX_ALLOC / 2 ? n : cap * 2;
         b = new_block(cap);
         if (b == NULL) return NULL;
         b->next = a->head;
@@ -65,6 +72,7 @@ void *sp_arena_alloc(sp_arena *a, size_t n)
 
 char *sp_arena_strndup(sp_arena *a, const char *s, size_t n)
 {
+    if (n == SIZE_MAX) return NULL; /* n + 1 would wrap */
     char *p = sp_arena_alloc(a, n + 1);
     if (p == NULL) return NULL;
     memcpy(p, s, n);

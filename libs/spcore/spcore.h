@@ -29,7 +29,8 @@ sp_status sp_error_from_code(const char *code); /* SP_ERR_INTERNAL when unknown 
 typedef struct sp_arena sp_arena;
 sp_arena *sp_arena_create(size_t first_block);
 void sp_arena_destroy(sp_arena *a);
-void *sp_arena_alloc(sp_arena *a, size_t n);     /* 16-byte aligned; NULL only on OOM */
+/* 16-byte aligned; NULL on OOM or when n is near PTRDIFF_MAX or above (never wraps). */
+void *sp_arena_alloc(sp_arena *a, size_t n);
 char *sp_arena_strdup(sp_arena *a, const char *s);
 char *sp_arena_strndup(sp_arena *a, const char *s, size_t n);
 char *sp_arena_printf(sp_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -43,6 +43,31 @@ START_TEST(arena_allocates_aligned_and_large_blocks)
 }
 END_TEST
 
+START_TEST(arena_refuses_sizes_that_would_wrap)
+{
+    sp_arena *a = sp_arena_create(64);
+    ck_assert_ptr_nonnull(sp_arena_alloc(a, 100));
+    ck_assert_ptr_null(sp_arena_alloc(a, SIZE_MAX));
+    ck_assert_ptr_null(sp_arena_alloc(a, SIZE_MAX - 8));
+    ck_assert_ptr_null(sp_arena_alloc(a, SIZE_MAX - 15));
+    ck_assert_ptr_null(sp_arena_alloc(a, SIZE_MAX / 2 + 1));
+    ck_assert_ptr_null(sp_arena_alloc(a, (size_t)PTRDIFF_MAX));
+    ck_assert_ptr_null(sp_arena_strndup(a, "x", SIZE_MAX));
+    ck_assert_ptr_null(sp_arena_strndup(a, "x", SIZE_MAX - 1));
+    /* the arena is unharmed: small and block-sized allocations still work */
+    unsigned char *p = sp_arena_alloc(a, 48);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 16, 0);
+    memset(p, 0xcd, 48);
+    unsigned char *q = sp_arena_alloc(a, 4096);
+    ck_assert_ptr_nonnull(q);
+    memset(q, 0xef, 4096);
+    ck_assert_uint_eq(p[47], 0xcd);
+    ck_assert_str_eq(sp_arena_printf(a, "%s", "after"), "after");
+    sp_arena_destroy(a);
+}
+END_TEST
+
 static const sp_cfg_item items[] = {
     {"SPT_MAX_BODY", SP_CFG_INT, "1048576", 1024, 16777216, "largest body"},
     {"SPT_ADDR", SP_CFG_STR, "127.0.0.1:8080", 1, 64, "listen address"},
@@ -200,6 +225,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, error_table_maps_codes_and_statuses);
     tcase_add_test(tc, arena_allocates_aligned_and_large_blocks);
+    tcase_add_test(tc, arena_refuses_sizes_that_would_wrap);
     tcase_add_test(tc, config_defaults_and_overrides);
     tcase_add_test(tc, config_rejects_out_of_range_and_missing);
     tcase_add_test(tc, config_help_lists_every_setting);
