@@ -62,9 +62,11 @@ START_TEST(real_routes_keep_their_roles_and_deadlines)
 {
     size_t n = 0;
     const gw_route *t = gw_routes(&n);
-    ck_assert_uint_eq(n, 8);
+    size_t nauth = 0;
     for (size_t i = 0; i < n; i++) {
         bool public = strncmp(t[i].pattern, "/v1/auth/", 9) == 0;
+        if (!public && strncmp(t[i].pattern, "/v1/me", 6) != 0) continue; /* auth's routes */
+        nauth++;
         ck_assert_uint_eq(t[i].roles, public ? 0u : (unsigned)GW_ROLES_USER);
         bool hashes = strcmp(t[i].pattern, "/v1/auth/login") == 0 ||
                       strcmp(t[i].pattern, "/v1/auth/register") == 0 ||
@@ -75,6 +77,7 @@ START_TEST(real_routes_keep_their_roles_and_deadlines)
         else
             ck_assert_int_eq(t[i].deadline_ms, 0);
     }
+    ck_assert_uint_eq(nauth, 8);
 }
 END_TEST
 

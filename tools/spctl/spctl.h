@@ -41,7 +41,8 @@ sp_status spctl_parse(int argc, char **argv, const spctl_opt *opts, size_t nopts
                       size_t npos, size_t *npos_out, bool *help);
 
 typedef struct spdb spdb;
-/* spdb_connect, with the reason of a failure (libpq's first line) in the printed error. */
+/* spdb_connect without statement and lock timeouts (migrations, advisory locks), with the
+ * reason of a failure (libpq's first line) in the printed error. */
 sp_status spctl_db_connect(spdb **out, const char *url, const char *cmd);
 
 /* getenv, with NULL for an unset or empty variable. */

@@ -141,7 +141,12 @@ size_t spctl_utf8_len(const char *s)
 
 sp_status spctl_db_connect(spdb **out, const char *url, const char *cmd)
 {
-    sp_status s = spdb_connect(out, url);
+    /* an operator's job: a migration may run long, and a second migrator waits for the
+     * first one's advisory lock (no statement or lock timeout; idle ones still end) */
+    const spdb_opts opts = {.statement_timeout_ms = SPDB_TIMEOUT_NONE,
+                            .lock_timeout_ms = SPDB_TIMEOUT_NONE,
+                            .idle_in_tx_timeout_ms = 0};
+    sp_status s = spdb_connect_opts(out, url, &opts);
 
     if (s == SP_OK) return SP_OK;
     /* spdb keeps the reason to itself: ask libpq once more, for the operator */
