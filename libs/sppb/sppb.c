@@ -144,8 +144,8 @@ static void copy_utf8(char *dst, size_t dstlen, const char *src)
     if (n >= dstlen) {
         n = dstlen - 1;
         /* src[n] is inside src: strlen(src) > n here */
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) ==
-                            0x80) // NOLINT(clang-analyzer-core.UndefinedBinaryOperatorResult)
+        // NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
             n--;
     }
     memcpy(dst, src, n);

@@ -115,50 +115,12 @@ static sp_status register_user(spbus_req *req)
 /* GetMe is the hot path of every token check behind /v1/me. The requests queued together
  * are answered by one query (= ANY of their user ids; measured: one PostgreSQL round trip
  * per request was half the CPU of the whole path, bench/results), through a statement
- * prepared once per server session on each worker's connection, so PostgreSQL parses and
- * plans its join once. Per worker: the backend pid the statement was prepared in (0: not
- * yet); a reconnect gets a new backend, hence a new prepare. */
-#define GET_ME_STMT "auth_get_me"
-#define GET_ME_MAX_WORKERS 64 /* SP_BUS_WORKERS' maximum */
-static int g_get_me_pid[GET_ME_MAX_WORKERS];
-
-/* Prepares GET_ME_STMT on 'c' unless it is there already (also when a failed execute made
- * us forget it: 42P05 duplicate_prepared_statement). */
-static bool prepare_get_me(PGconn *c)
-{
-    PGresult *p = PQprepare(c, GET_ME_STMT, sql_get_me, 1, NULL);
-    const char *state = PQresultErrorField(p, PG_DIAG_SQLSTATE);
-    bool ok =
-        PQresultStatus(p) == PGRES_COMMAND_OK || (state != NULL && strcmp(state, "42P05") == 0);
-    PQclear(p);
-    return ok;
-}
-
-/* Runs sql_get_me for the uuid array literal 'ids' through the prepared statement of this
- * worker's connection; anything unusual (no connection, a transaction open, a failed prepare
- * or execute) falls back to spdb_query, which resets a dead connection and maps the errors. */
-static sp_status query_get_me(PGresult **out, spdb *db, int worker, const char *ids)
+ * spdb prepares once per server session on each worker's connection, so PostgreSQL parses
+ * and plans its join once. A read: spdb may re-run it after a lost connection. */
+static sp_status query_get_me(PGresult **out, spdb *db, const char *ids)
 {
     const char *params[] = {ids};
-    PGconn *c = spdb_conn(db);
-
-    *out = NULL;
-    if (worker >= 0 && worker < GET_ME_MAX_WORKERS && c != NULL && PQstatus(c) == CONNECTION_OK &&
-        !spdb_in_tx(db)) {
-        int pid = PQbackendPID(c);
-        bool ready = g_get_me_pid[worker] == pid || prepare_get_me(c);
-        if (ready) {
-            g_get_me_pid[worker] = pid;
-            PGresult *res = PQexecPrepared(c, GET_ME_STMT, 1, params, NULL, NULL, 0);
-            if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-                *out = res;
-                return SP_OK;
-            }
-            PQclear(res);
-            g_get_me_pid[worker] = 0;
-        }
-    }
-    return spdb_query(out, db, sql_get_me, 1, params);
+    return spdb_prepared(out, db, "auth_get_me", sql_get_me, 1, params, true);
 }
 
 void auth_reply_me(spbus_req *req, const char *user_id, PGresult *res, int row)
@@ -212,7 +174,7 @@ static void get_me_batch(spbus_req **reqs, size_t n)
     PGresult *res = NULL;
     sp_status s = spsvc_db_or_reply(&db, live[0]); /* replied to live[0] on failure */
     if (s == SP_OK) {
-        s = query_get_me(&res, db, spbus_req_worker(live[0]), list);
+        s = query_get_me(&res, db, list);
         if (s != SP_OK) spsvc_db_error_reply(live[0], s, "get_me");
     }
     if (s != SP_OK) {

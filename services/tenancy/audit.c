@@ -234,7 +234,8 @@ static sp_status list_audit(spbus_req *req)
     Sp__Tenancy__V1__ListAuditReply out = SP__TENANCY__V1__LIST_AUDIT_REPLY__INIT;
     Sp__Tenancy__V1__AuditEntry *items =
         sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
-    Sp__Tenancy__V1__AuditEntry **ptrs = sp_arena_alloc(a, sizeof(*ptrs) * (size_t)(n > 0 ? n : 1));
+    Sp__Tenancy__V1__AuditEntry **ptrs =
+        sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__AuditEntry *) * (size_t)(n > 0 ? n : 1));
     if (items == NULL || ptrs == NULL) {
         PQclear(res);
         return spsvc_fail(req, SP_ERR_INTERNAL, "internal error");

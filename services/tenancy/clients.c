@@ -212,7 +212,7 @@ static sp_status create_client(spbus_req *req)
         PQclear(res);
         res = NULL;
     }
-    if (s == SP_OK) s = spcrypto_uuid_v5(client_id, CLIENT_ID_NS, key, strlen(key));
+    if (s == SP_OK && key != NULL) s = spcrypto_uuid_v5(client_id, CLIENT_ID_NS, key, strlen(key));
     if (s == SP_OK && in->admin != NULL) {
         s = ten_auth_create_member(&admin, &err, req, key, in->admin->name, in->admin->email,
                                    in->admin->password, client_id, "client_manager");
@@ -285,7 +285,8 @@ static sp_status list_clients(spbus_req *req)
     sp_arena *a = spbus_req_arena(req);
     Sp__Tenancy__V1__ListClientsReply out = SP__TENANCY__V1__LIST_CLIENTS_REPLY__INIT;
     Sp__Tenancy__V1__Client *items = sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
-    Sp__Tenancy__V1__Client **ptrs = sp_arena_alloc(a, sizeof(*ptrs) * (size_t)(n > 0 ? n : 1));
+    Sp__Tenancy__V1__Client **ptrs =
+        sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__Client *) * (size_t)(n > 0 ? n : 1));
     if (items == NULL || ptrs == NULL) {
         PQclear(res);
         return spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);

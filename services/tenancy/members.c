@@ -107,7 +107,8 @@ static sp_status list_members(spbus_req *req)
         Sp__Tenancy__V1__ListMembersReply out = SP__TENANCY__V1__LIST_MEMBERS_REPLY__INIT;
         Sp__Tenancy__V1__Member *items =
             sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
-        Sp__Tenancy__V1__Member **ptrs = sp_arena_alloc(a, sizeof(*ptrs) * (size_t)(n > 0 ? n : 1));
+        Sp__Tenancy__V1__Member **ptrs =
+            sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__Member *) * (size_t)(n > 0 ? n : 1));
         if (items == NULL || ptrs == NULL) {
             spsvc_fail(req, SP_ERR_INTERNAL, "internal error");
         } else {

@@ -117,15 +117,17 @@ sp_status spctl_create_client(int argc, char **argv)
     printf("request id %s\n", rid);
     s = a == NULL ? SP_ERR_INTERNAL
                   : call((ProtobufCMessage **)&c, &err, bus, rid, "CreateClient", &in.base, a);
+    if (s == SP_OK && c == NULL) s = SP_ERR_INTERNAL;
     if (s != SP_OK) {
         s = report(s, err, "create");
-    } else if (approve && strcmp(c->status, "PENDING") == 0) {
+    } else if (approve && c->status != NULL && strcmp(c->status, "PENDING") == 0) {
         Sp__Tenancy__V1__ApproveClientRequest ap = SP__TENANCY__V1__APPROVE_CLIENT_REQUEST__INIT;
         ap.id = c->id;
         s = call((ProtobufCMessage **)&c, &err, bus, rid, "ApproveClient", &ap.base, a);
+        if (s == SP_OK && c == NULL) s = SP_ERR_INTERNAL;
         if (s != SP_OK) s = report(s, err, "approve");
     }
-    if (s == SP_OK)
+    if (s == SP_OK && c != NULL)
         printf("client %s \"%s\" %s%s%s\n", c->id, c->name, c->status,
                email != NULL ? ", manager " : "", email != NULL ? email : "");
     sp_arena_destroy(a);
