@@ -711,6 +711,76 @@ START_TEST(suspension_revokes_and_refuses_until_reactivated)
 }
 END_TEST
 
+/* A login in flight while a suspension holds the membership's row: the login must wait
+ * for it (its FOR SHARE read of the membership), then see it and answer 403. Without that
+ * lock, the login would read the old row and answer 200 while the suspension is open. */
+START_TEST(login_racing_a_suspension_waits_and_sees_it)
+{
+    member m = new_member("race");
+    session s;
+    char *id = must_active_member(&m, &s);
+
+    /* the first half of a suspension: the membership's row updated, not yet committed */
+    PGconn *c = pg();
+    const char *params[] = {m.client};
+    PGresult *res = PQexec(c, "BEGIN");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    res = PQexecParams(c, "UPDATE auth.memberships SET suspended = true WHERE client_id = $1::uuid",
+                       1, NULL, params, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(res);
+
+    /* a login over the bus, its reply awaited later */
+    char *inbox = NULL;
+    natsSubscription *sub = NULL;
+    uint8_t payload[512], buf[1024];
+    ck_assert_int_eq(natsInbox_Create(&inbox), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, NC, inbox), NATS_OK);
+    Sp__Auth__V1__LoginRequest in = SP__AUTH__V1__LOGIN_REQUEST__INIT;
+    in.email = m.email;
+    in.password = PASSWORD;
+    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
+    ctx.request_id = "it-auth-members-race";
+    ctx.ip = "127.0.0.1";
+    ctx.has_deadline_us = 1;
+    ctx.deadline_us = (int64_t)time(NULL) * 1000000 + 30000000;
+    Sp__V1__Request req = SP__V1__REQUEST__INIT;
+    req.ctx = &ctx;
+    req.has_payload = 1;
+    req.payload.len = protobuf_c_message_pack(&in.base, payload);
+    req.payload.data = payload;
+    size_t len = sp__v1__request__pack(&req, buf);
+    ck_assert_int_eq(
+        natsConnection_PublishRequest(NC, "sp.auth.v1.Login", inbox, (const char *)buf, (int)len),
+        NATS_OK);
+    /* long enough for the password check (argon2id): the login now waits on the row */
+    natsMsg *early = NULL;
+    ck_assert_msg(natsSubscription_NextMsg(&early, sub, 3000) == NATS_TIMEOUT,
+                  "the login answered while the suspension was open");
+
+    res = PQexec(c, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(c);
+    natsMsg *msg = NULL;
+    ck_assert_int_eq(natsSubscription_NextMsg(&msg, sub, 15000), NATS_OK);
+    Sp__V1__Reply *rep = sp__v1__reply__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                               (const uint8_t *)natsMsg_GetData(msg));
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->result_case, SP__V1__REPLY__RESULT_ERROR);
+    ck_assert_str_eq(rep->error->code, "client_suspended");
+    sp__v1__reply__free_unpacked(rep, NULL);
+    natsMsg_Destroy(msg);
+    natsSubscription_Destroy(sub);
+    free(inbox);
+
+    ck_assert_int_eq(must_suspend(m.client, false), 0);
+    session_free(&s);
+    free(id);
+}
+END_TEST
+
 START_TEST(suspending_a_client_without_members_is_fine)
 {
     char client[SPCRYPTO_UUID_LEN];
@@ -754,6 +824,7 @@ static Suite *auth_members_suite(void)
     tcase_add_checked_fixture(ts, nats_setup, nats_teardown);
     tcase_add_test(ts, suspension_revokes_and_refuses_until_reactivated);
     tcase_add_test(ts, suspending_a_client_without_members_is_fine);
+    tcase_add_test(ts, login_racing_a_suspension_waits_and_sees_it);
     suite_add_tcase(s, ts);
     TCase *tt = tcase_create("shutdown"); /* last: it stops the auth service */
     tcase_set_timeout(tt, 60);
