@@ -60,6 +60,11 @@ void sessions_register(spsvc *kit);
  * RemoveMembership. */
 void profile_register(spsvc *kit);
 void memberships_register(spsvc *kit);
+/* members.c: CreateMember, ActivateMember, DiscardMember, SetClientSuspended, and the task
+ * that discards the pending members older than 'pending_ttl_s', run every 'sweep_s'. */
+sp_status members_register(spsvc *kit, int64_t pending_ttl_s, int sweep_s);
+/* After the kit stopped its tasks: frees the cleaner's connection. */
+void members_free(void);
 
 /* Redis timeout of the auth service (connect and command), ms. */
 #define AUTH_REDIS_TIMEOUT_MS 500

@@ -1,5 +1,6 @@
 /* main.c -- the auth service: its settings and state on the service kit (libs/spsvc), the
- * routes of users.c, sessions.c, profile.c and memberships.c, and the revocation keeper. */
+ * routes of users.c, sessions.c, profile.c, memberships.c and members.c, and the revocation
+ * keeper. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,10 @@ static const sp_cfg_item cfg_items[] = {
     {"SP_LOGIN_FAILS_PER_IP", SP_CFG_INT, "100", 1, 1000000,
      "failed logins from one client ip per SP_LOGIN_IP_WINDOW_S (429 beyond)"},
     {"SP_LOGIN_IP_WINDOW_S", SP_CFG_INT, "60", 1, 86400, "window of the per-ip count, seconds"},
+    {"SP_PENDING_MEMBER_TTL_S", SP_CFG_INT, "3600", 60, 86400,
+     "a member created by tenancy and neither activated nor discarded is discarded after it"},
+    {"SP_PENDING_MEMBER_SWEEP_S", SP_CFG_INT, "60", 1, 3600,
+     "period of the discarding of stale pending members, seconds"},
 };
 
 static auth_svc g_auth;
@@ -59,6 +64,9 @@ static sp_status start(spsvc *kit)
     sessions_register(kit);
     profile_register(kit);
     memberships_register(kit);
+    s = members_register(kit, sp_config_int(cfg, "SP_PENDING_MEMBER_TTL_S"),
+                         (int)sp_config_int(cfg, "SP_PENDING_MEMBER_SWEEP_S"));
+    if (s != SP_OK) return s;
     return auth_keeper_start(kit, sp_config_str(cfg, "SP_DATABASE_URL"),
                              sp_config_str(cfg, "SP_REDIS_URL"), svc->access_ttl_s);
 }
@@ -67,6 +75,7 @@ static void stop(spsvc *kit)
 {
     (void)kit;
     auth_keeper_free();
+    members_free();
     free(g_auth.redis_gen);
 }
 

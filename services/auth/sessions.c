@@ -134,10 +134,62 @@ static void new_refresh_token(new_refresh *t, int64_t ttl_s)
     explicit_bzero(secret, sizeof(secret));
 }
 
-/* Stores a new session for 'u' with its first refresh token; writes the session id (the
- * token's sid) and the refresh token "<tokenId>.<secret>" (only SHA-256 of the secret's
- * 32 bytes is stored). Replies unavailable/internal on a database failure. */
-static sp_status open_session_or_reply(spbus_req *req, spdb *db, const login_user *u,
+/* Begins the transaction; replies unavailable/internal when it cannot. */
+static sp_status begin_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_begin(db);
+    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "begin");
+}
+
+static sp_status commit_or_reply(spbus_req *req, spdb *db)
+{
+    sp_status s = spdb_commit(db);
+    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "commit");
+}
+
+/* The membership of a user, held FOR SHARE until the session insert commits: a
+ * suspension (members.c) updates these rows first, so either this login sees suspended,
+ * or the suspension waits for it and then revokes the session it made. */
+static const char *sql_lock_membership =
+    "SELECT client_id::text, client_role, suspended FROM auth.memberships"
+    " WHERE user_id = $1::bigint FOR SHARE";
+
+/* Inside the login's transaction: locks u's membership and takes the token's claims from
+ * it (it may have changed since the password check); a suspended one replies 403
+ * client_suspended, unless u is a platform admin (whose token never carries the client). */
+static sp_status lock_membership_or_reply(spbus_req *req, spdb *db, login_user *u)
+{
+    sp_arena *a = spbus_req_arena(req);
+    PGresult *res = NULL;
+    const char *params[] = {u->id};
+
+    sp_status s = spdb_query(&res, db, sql_lock_membership, 1, params);
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "lock_membership");
+    bool member = PQntuples(res) == 1;
+    bool suspended = member && strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    u->client_id = member ? sp_arena_strdup(a, PQgetvalue(res, 0, 0)) : NULL;
+    u->client_role = member ? sp_arena_strdup(a, PQgetvalue(res, 0, 1)) : NULL;
+    PQclear(res);
+    if (member && (u->client_id == NULL || u->client_role == NULL)) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_ERR_INTERNAL;
+    }
+    if (suspended && !u->is_admin) {
+        sp_log_info(spbus_req_id(req), "login_client_suspended", "userId", u->public_id, "clientId",
+                    u->client_id);
+        spadmin_counter_add("sp_auth_logins_total", "result=\"client_suspended\"", 1);
+        spbus_reply_error(req, SP_ERR_CLIENT_SUSPENDED, "client suspended", NULL);
+        return SP_ERR_CLIENT_SUSPENDED;
+    }
+    return SP_OK;
+}
+
+/* Stores a new session for 'u' with its first refresh token, in one transaction with the
+ * read of its membership (lock_membership_or_reply: 403 client_suspended); writes the
+ * session id (the token's sid) and the refresh token "<tokenId>.<secret>" (only SHA-256 of
+ * the secret's 32 bytes is stored). Replies unavailable/internal on a database failure;
+ * the caller rolls back what is left open. */
+static sp_status open_session_or_reply(spbus_req *req, spdb *db, login_user *u,
                                        char sid[SPCRYPTO_UUID_LEN], char **refresh)
 {
     const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
@@ -152,10 +204,16 @@ static sp_status open_session_or_reply(spbus_req *req, spdb *db, const login_use
                          ? ctx->user_agent
                          : NULL;
     const char *params[] = {sid, u->id, ip, ua, t.token_id, t.digest_hex, t.ttl};
-    sp_status s = spdb_exec(db, sql_open_session, 7, params);
+    sp_status s = begin_or_reply(req, db);
+    if (s == SP_OK) s = lock_membership_or_reply(req, db, u);
+    if (s == SP_OK) {
+        s = spdb_exec(db, sql_open_session, 7, params);
+        if (s != SP_OK) spsvc_db_error_reply(req, s, "open_session");
+    }
+    if (s == SP_OK) s = commit_or_reply(req, db);
     if (s != SP_OK) {
         explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
-        return spsvc_db_error_reply(req, s, "open_session");
+        return s;
     }
     *refresh = sp_arena_printf(spbus_req_arena(req), "%s.%s", t.token_id, t.secret_b64);
     explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
@@ -238,7 +296,10 @@ static sp_status reply_token_pair(spbus_req *req, const login_user *u, const cha
 
 /* Login: email and password -> a new session. 400 validation_failed on missing or
  * oversize fields; 401 unauthenticated "invalid email or password", the same answer for an
- * unknown email and a wrong password; 429 rate_limited past the failure limits, 503 while
+ * unknown email and a wrong password (a pending member, not yet activated, is such an
+ * unknown account); 403 client_suspended for a member of a suspended client, only once
+ * the password was verified (it tells a guesser nothing; for the rate limits it is a
+ * success: the password was right); 429 rate_limited past the failure limits, 503 while
  * their store (Redis) is down (ratelimit.c). */
 static sp_status login(spbus_req *req)
 {
@@ -256,6 +317,7 @@ static sp_status login(spbus_req *req)
     if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u, &rl);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
     if (s == SP_OK) s = reply_token_pair(req, &u, sid, refresh, false);
+    if (db != NULL && spdb_in_tx(db)) spdb_rollback(db);
     if (refresh != NULL) explicit_bzero(refresh, strlen(refresh));
     (void)s; /* every step replied, success or not */
     return SP_OK;
@@ -283,6 +345,14 @@ static const char *sql_find_user_by_id =
     " JOIN auth.people p ON p.id = u.person_id"
     " LEFT JOIN auth.memberships m ON m.user_id = u.id"
     " WHERE u.id = $1::bigint AND p.deleted_at IS NULL AND u.deleted_at IS NULL AND u.active";
+
+/* The user is a member of a suspended client (and no platform admin). */
+static const char *sql_suspended =
+    "SELECT EXISTS (SELECT 1 FROM auth.memberships m"
+    "               WHERE m.user_id = $1::bigint AND m.suspended"
+    "                 AND NOT EXISTS (SELECT 1 FROM auth.user_roles ur"
+    "                                 WHERE ur.user_id = m.user_id"
+    "                                   AND ur.role_id = " AUTH_ROLE_ADMIN_ID "))";
 
 static const char *sql_revoke_session =
     "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2"
@@ -360,19 +430,6 @@ static sp_status parse_refresh_or_reply(spbus_req *req, const char *tok, parsed_
     return SP_OK;
 }
 
-/* Begins the transaction; replies unavailable/internal when it cannot. */
-static sp_status begin_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_begin(db);
-    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "begin");
-}
-
-static sp_status commit_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_commit(db);
-    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "commit");
-}
-
 /* Inside the transaction: finds the token by its id, locks it and its session, and
  * compares SHA-256 of the secret in constant time. An unknown id or another secret
  * replies 401 invalid_token (the same answer). */
@@ -406,6 +463,30 @@ static sp_status find_refresh_locked_or_reply(spbus_req *req, spdb *db, const pa
     if (row->id == NULL || row->session_id == NULL || row->sid == NULL || row->user_id == NULL) {
         spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
         return SP_ERR_INTERNAL;
+    }
+    return SP_OK;
+}
+
+/* Inside the transaction, the token verified: replies 403 client_suspended when its user
+ * is a member of a suspended client. Asked before the token's state, so that a member
+ * whose session the suspension revoked learns why. No FOR SHARE here: refresh makes no
+ * session, and the suspension's revocation of this one waits for its lock (FOR UPDATE
+ * above), so a refresh racing a suspension hands out tokens of a session revoked right
+ * after; locking the membership after the session would deadlock with the suspension,
+ * which locks them the other way round. */
+static sp_status not_suspended_or_reply(spbus_req *req, spdb *db, const refresh_row *row)
+{
+    PGresult *res = NULL;
+    const char *params[] = {row->user_id};
+
+    sp_status s = spdb_query(&res, db, sql_suspended, 1, params);
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "find_suspended");
+    bool suspended = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (suspended) {
+        sp_log_info(spbus_req_id(req), "refresh_client_suspended", "sid", row->sid);
+        spbus_reply_error(req, SP_ERR_CLIENT_SUSPENDED, "client suspended", NULL);
+        return SP_ERR_CLIENT_SUSPENDED;
     }
     return SP_OK;
 }
@@ -491,7 +572,8 @@ static sp_status rotate_and_commit_or_reply(spbus_req *req, spdb *db, const refr
 
 /* Refresh: a refresh token -> a new pair for the same session. 400 validation_failed when
  * absent; 401 invalid_token when malformed, unknown, expired, or its session is revoked;
- * 401 refresh_reused (and the session revoked) when already used; 503 when PostgreSQL is
+ * 401 refresh_reused (and the session revoked) when already used; 403 client_suspended
+ * for a member of a suspended client (whatever the token's state); 503 when PostgreSQL is
  * down, or Redis while a reuse is being revoked. */
 static sp_status refresh(spbus_req *req)
 {
@@ -507,6 +589,7 @@ static sp_status refresh(spbus_req *req)
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
     if (s == SP_OK) s = begin_or_reply(req, db);
     if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
+    if (s == SP_OK) s = not_suspended_or_reply(req, db, &row);
     if (s == SP_OK && (row.revoked || row.expired)) {
         sp_log_info(spbus_req_id(req), "refresh_token_dead", "sid", row.sid, "why",
                     row.revoked ? "revoked" : "expired");
