@@ -25,6 +25,12 @@ static const char *sql_member_synced =
     "UPDATE tenancy.client_members SET auth_state = 'synced', updated_at = now()"
     " WHERE id = $1::bigint AND auth_state = $2";
 
+/* auth no longer holds the pending member (discarded after SP_PENDING_MEMBER_TTL_S): it
+ * never came to be, here either */
+static const char *sql_member_gone =
+    "UPDATE tenancy.client_members SET removed_at = now(), auth_state = 'synced',"
+    "   updated_at = now() WHERE id = $1::bigint AND auth_state = 'activate'";
+
 static const char *sql_unsynced_clients =
     "SELECT public_id::text, status FROM tenancy.clients"
     " WHERE (status = 'SUSPENDED') <> (auth_status = 'SUSPENDED')"
@@ -43,6 +49,12 @@ static void sync_members(struct ten_sync *y, sp_arena *a)
             strcmp(state, "activate") == 0
                 ? ten_auth_activate(y->t->bus, NULL, PQgetvalue(res, i, 1), a)
                 : ten_auth_remove(y->t->bus, NULL, PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), a);
+        if (s == SP_ERR_NOT_FOUND && strcmp(state, "activate") == 0) {
+            const char *params[] = {id};
+            spdb_exec(y->db, sql_member_gone, 1, params);
+            sp_log_warn(NULL, "member_discarded_by_auth", "userId", PQgetvalue(res, i, 3));
+            continue;
+        }
         if (s != SP_OK) break; /* auth is down: the rest would fail too */
         const char *params[] = {id, state};
         spdb_exec(y->db, sql_member_synced, 2, params);
