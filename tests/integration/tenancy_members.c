@@ -255,7 +255,6 @@ static void must_action(const char *id, const char *action, const char *status)
     sptest_resp_free(r);
 }
 
-
 /* A client with its manager (and operator) logged in. */
 typedef struct {
     char *id;
@@ -548,8 +547,8 @@ START_TEST(create_member_as_each_caller)
     struct {
         const char *token;
         long want;
-    } refused[] = {{t.op.token, 403}, {a.token, 403},   {other.mgr.token, 404},
-                   {app.token, 403},  {NULL, 401}};
+    } refused[] = {
+        {t.op.token, 403}, {a.token, 403}, {other.mgr.token, 404}, {app.token, 403}, {NULL, 401}};
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         const char *roles[] = {"client_operator", "client_manager"};
         for (int k = 0; k < 2; k++) {
@@ -594,10 +593,12 @@ START_TEST(create_member_checks_its_fields)
          "clientRole"},
         {"{\"name\":\"N\",\"email\":\"%s\",\"password\":\"" PW "\"}", "clientRole"},
         {"{\"email\":\"%s\",\"password\":\"" PW "\",\"clientRole\":\"client_operator\"}", "name"},
-        {"{\"name\":\"\",\"email\":\"%s\",\"password\":\"" PW "\",\"clientRole\":\"client_operator\"}",
+        {"{\"name\":\"\",\"email\":\"%s\",\"password\":\"" PW
+         "\",\"clientRole\":\"client_operator\"}",
          "name"},
         {"{\"name\":\"N\",\"email\":\"%s\",\"clientRole\":\"client_operator\"}", "password"},
-        {"{\"name\":\"N\",\"email\":\"%s\",\"password\":\"short\",\"clientRole\":\"client_operator\"}",
+        {"{\"name\":\"N\",\"email\":\"%s\",\"password\":\"short\",\"clientRole\":\"client_"
+         "operator\"}",
          "password"},
         {"{\"name\":\"N\",\"email\":\"no-at-sign%s\",\"password\":\"" PW
          "\",\"clientRole\":\"client_operator\"}",
@@ -610,8 +611,7 @@ START_TEST(create_member_checks_its_fields)
         /* the email goes in without its '@' where the row wants a bad one */
         char e[128];
         snprintf(e, sizeof(e), "%s", email);
-        if (strstr(rows[i].fmt, "no-at-sign") != NULL)
-            e[strcspn(e, "@")] = '\0';
+        if (strstr(rows[i].fmt, "no-at-sign") != NULL) e[strcspn(e, "@")] = '\0';
         snprintf(body, sizeof(body), rows[i].fmt, e);
         sptest_resp *r = call("POST", path, t.mgr.token, body, NULL);
         ck_assert_msg(r->status == 400, "%s: %ld %s", body, r->status, r->body);
