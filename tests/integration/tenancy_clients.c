@@ -753,23 +753,28 @@ START_TEST(body_fields_named_like_the_path_id_are_refused)
 {
     tenant t = new_tenant("bodyid", true, false);
     tenant other = new_tenant("bodyid-other", true, false);
-    char path[160], body[256];
-    snprintf(path, sizeof(path), "/v1/clients/%s", t.id);
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"name\":\"Hijacked\"}", other.id);
-    sptest_resp *r = call("PATCH", path, t.mgr.token, body, NULL);
-    ck_assert_msg(r->status == 400, "PATCH %s %s: want 400, got %ld %s", path, body, r->status,
-                  r->body);
-    sptest_resp_free(r);
-    ASSERT_CLIENT_IS(t.id, t.name, "ACTIVE");
-    ASSERT_CLIENT_IS(other.id, other.name, "ACTIVE");
-    snprintf(path, sizeof(path), "/v1/clients/%s/suspend", t.id);
-    snprintf(body, sizeof(body), "{\"id\":\"%s\"}", other.id);
-    r = call("POST", path, ADMIN, body, NULL);
-    ck_assert_msg(r->status == 400, "POST %s %s: want 400, got %ld %s", path, body, r->status,
-                  r->body);
-    sptest_resp_free(r);
-    ASSERT_CLIENT_IS(t.id, t.name, "ACTIVE");
-    ASSERT_CLIENT_IS(other.id, other.name, "ACTIVE");
+    char patch[160], suspend[160], pbody[256], sbody[256];
+    snprintf(patch, sizeof(patch), "/v1/clients/%s", t.id);
+    snprintf(pbody, sizeof(pbody), "{\"id\":\"%s\",\"name\":\"Hijacked\"}", other.id);
+    snprintf(suspend, sizeof(suspend), "/v1/clients/%s/suspend", t.id);
+    snprintf(sbody, sizeof(sbody), "{\"id\":\"%s\"}", other.id);
+    /* both calls first, then the verdict on both, so that one failure shows everything */
+    sptest_resp *p = call("PATCH", patch, t.mgr.token, pbody, NULL);
+    sptest_resp *s = call("POST", suspend, ADMIN, sbody, NULL);
+    sptest_resp *mine = admin_get(t.id), *theirs = admin_get(other.id);
+    ck_assert_msg(p->status == 400 && s->status == 400 &&
+                      strcmp(sptest_jstr(mine, "name"), t.name) == 0 &&
+                      strcmp(sptest_jstr(mine, "status"), "ACTIVE") == 0 &&
+                      strcmp(sptest_jstr(theirs, "name"), other.name) == 0 &&
+                      strcmp(sptest_jstr(theirs, "status"), "ACTIVE") == 0,
+                  "want 400 and both clients unchanged; PATCH %s %s: %ld %s; POST %s %s: %ld %s; "
+                  "now the path's client: %s, the body's: %s",
+                  patch, pbody, p->status, p->body, suspend, sbody, s->status, s->body, mine->body,
+                  theirs->body);
+    sptest_resp_free(p);
+    sptest_resp_free(s);
+    sptest_resp_free(mine);
+    sptest_resp_free(theirs);
     tenant_free(&other);
     tenant_free(&t);
 }

@@ -669,6 +669,19 @@ START_TEST(audit_records_each_change_once)
     char q[128];
     snprintf(q, sizeof(q), "clientId=%s&", id);
     cJSON *rows = await_rows(q, want, n);
+    /* first how many of each, all in one message, then each row's fields */
+    char counts[1024] = "";
+    bool once = true;
+    for (int i = 0; i < n; i++) {
+        int c = 0;
+        const cJSON *row;
+        cJSON_ArrayForEach(row, rows) if (row_is(row, &want[i])) c++;
+        once = once && c == 1;
+        size_t used = strlen(counts);
+        snprintf(counts + used, sizeof(counts) - used, "%s%s by %s: %d", i ? ", " : "",
+                 want[i].action, want[i].actor_role, c);
+    }
+    ck_assert_msg(once, "each change once: %s", counts);
     assert_rows(rows, want, n, id);
     /* each once in all: no copy under another request id either */
     ck_assert_int_eq(count_rows(rows, "client.created", id), 1);
