@@ -200,7 +200,7 @@ static sp_status insert_member_and_reply(spbus_req *req, spdb *db,
                                          const Sp__Auth__V1__CreateMemberRequest *in,
                                          const char *hash)
 {
-    char person_id[SPCRYPTO_UUID_LEN], user_id[SPCRYPTO_UUID_LEN], details[64];
+    char person_id[SPCRYPTO_UUID_LEN], user_id[SPCRYPTO_UUID_LEN];
     PGresult *res = NULL;
 
     spcrypto_uuid_v4(person_id);
@@ -219,11 +219,9 @@ static sp_status insert_member_and_reply(spbus_req *req, spdb *db,
         PQclear(res);
         return spsvc_db_error_reply(req, SP_ERR_INTERNAL, "create_member returned no row");
     }
-    /* client_role is one of two constants (checked): safe inside the JSON */
-    snprintf(details, sizeof(details), "{\"clientRole\":\"%s\"}", in->client_role);
-    s = spsvc_audit_or_reply(req, db, in->client_id, "member.created", "user",
-                             PQgetvalue(res, 0, 0), details);
-    if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
+    /* no audit event here: tenancy records member.created with the acting user once its
+     * side is committed (a pending member may still be discarded) */
+    s = spsvc_commit_or_reply(req, db);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "member_created", "userId", PQgetvalue(res, 0, 0),
                     "clientId", in->client_id, "clientRole", in->client_role);

@@ -52,8 +52,8 @@ static const gw_route routes[] = {
      &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_BODY,
      NULL, 0, 200},
     {"POST", "/v1/clients/{id}/approve", &sp__tenancy__v1__approve_client_request__descriptor,
-     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, GW_BODY | GW_BODY_OPTIONAL, NULL,
-     0, 200},
+     &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, GW_BODY | GW_BODY_OPTIONAL, NULL, 0,
+     200},
     {"POST", "/v1/clients/{id}/suspend", &sp__tenancy__v1__suspend_client_request__descriptor,
      &sp__tenancy__v1__client_reply__descriptor, GW_ROLE_ADMIN, GW_BODY | GW_BODY_OPTIONAL, NULL,
      8000, 200},
@@ -128,7 +128,8 @@ static bool declared(const char *list, const char *name, size_t n)
 /* The 'repeated string cleared = 15' field of a PATCH message, or NULL. */
 static const ProtobufCFieldDescriptor *cleared_field(const ProtobufCMessageDescriptor *d)
 {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, GW_CLEARED_FIELD);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(d, GW_CLEARED_FIELD);
     return f != NULL && f->id == GW_CLEARED_ID && f->label == PROTOBUF_C_LABEL_REPEATED &&
                    f->type == PROTOBUF_C_TYPE_STRING
                ? f
@@ -184,8 +185,9 @@ static bool check_pattern(const gw_route *r, char *why, size_t len)
         }
         if (p[0] == '{') {
             if (n < 3 || p[n - 1] != '}' || !is_name(p + 1, n - 2)) {
-                snprintf(why, len, "segment '%.*s' is not {name} (a letter, then letters and digits)",
-                         (int)n, p);
+                snprintf(why, len,
+                         "segment '%.*s' is not {name} (a letter, then letters and digits)", (int)n,
+                         p);
                 return false;
             }
             if (np == GW_MAX_PARAMS) {
@@ -200,7 +202,8 @@ static bool check_pattern(const gw_route *r, char *why, size_t len)
             const ProtobufCFieldDescriptor *f = field_by_json(r->req_desc, p + 1, n - 2);
             if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
                 f->label == PROTOBUF_C_LABEL_REPEATED) {
-                snprintf(why, len, "path parameter '%.*s' has no string field of that JSON name in %s",
+                snprintf(why, len,
+                         "path parameter '%.*s' has no string field of that JSON name in %s",
                          (int)(n - 2), p + 1, r->req_desc->name);
                 return false;
             }
@@ -211,8 +214,9 @@ static bool check_pattern(const gw_route *r, char *why, size_t len)
                 char c = p[i];
                 if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                       c == '-' || c == '_' || c == '.')) {
-                    snprintf(why, len, "segment '%.*s' holds '%c' (literal segments: [A-Za-z0-9._-])",
-                             (int)n, p, c);
+                    snprintf(why, len,
+                             "segment '%.*s' holds '%c' (literal segments: [A-Za-z0-9._-])", (int)n,
+                             p, c);
                     return false;
                 }
             }
@@ -373,7 +377,8 @@ static bool check_route(const gw_route *r, char *why, size_t len)
         snprintf(why, len, "GW_BODY_OPTIONAL without GW_BODY");
         return false;
     }
-    if ((r->flags & GW_BODY) && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "DELETE") == 0)) {
+    if ((r->flags & GW_BODY) &&
+        (strcmp(r->method, "GET") == 0 || strcmp(r->method, "DELETE") == 0)) {
         snprintf(why, len, "a %s takes no body (GW_BODY)", r->method);
         return false;
     }
@@ -449,8 +454,8 @@ static int match_path(const char *pattern, const char *path, gw_param *params, s
             memcpy(v, s, slen);
             v[slen] = '\0';
             if (!spcrypto_uuid_valid(v)) return 0;
-            size_t nlen = plen - 2 < sizeof(params[n].name) - 1 ? plen - 2
-                                                                 : sizeof(params[n].name) - 1;
+            size_t nlen =
+                plen - 2 < sizeof(params[n].name) - 1 ? plen - 2 : sizeof(params[n].name) - 1;
             memcpy(params[n].name, p + 1, nlen);
             params[n].name[nlen] = '\0';
             memcpy(params[n].value, v, slen + 1);
@@ -494,8 +499,8 @@ gw_match gw_route_match(const gw_route **route, gw_param *params, size_t *nparam
         }
         path_known = true;
         if (allowlen > 0 && strstr(allow, table[i].method) == NULL) {
-            int w = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "",
-                             table[i].method);
+            int w =
+                snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", table[i].method);
             if (w > 0 && (size_t)w < allowlen - used) used += (size_t)w;
         }
     }
@@ -529,7 +534,7 @@ void gw_set_params(ProtobufCMessage *in, const gw_param *params, size_t n, sp_ar
 static bool cursor_ok(const char *c)
 {
     size_t n = strlen(c), k = strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                         "0123456789-_");
+                                        "0123456789-_");
     size_t pad = strspn(c + k, "=");
     return n > 0 && n <= GW_MAX_CURSOR && k > 0 && k + pad == n && pad <= 2;
 }
@@ -655,8 +660,8 @@ sp_status gw_query_decode(ProtobufCMessage **out, const gw_route *route, const c
             cJSON_Delete(obj);
             return SP_ERR_VALIDATION_FAILED;
         }
-        sp_status s = sppb_from_json(out, route->req_desc, obj, SPPB_FROM_QUERY | SPPB_NO_NULL,
-                                     arena, errs);
+        sp_status s =
+            sppb_from_json(out, route->req_desc, obj, SPPB_FROM_QUERY | SPPB_NO_NULL, arena, errs);
         cJSON_Delete(obj);
         if (s != SP_OK) return s;
     }
@@ -695,6 +700,15 @@ sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *j
     const ProtobufCFieldDescriptor *cl = cleared_field(d);
     sppb_errors own;
     own.n = 0;
+    /* the fields of path parameters come from the path only: a body naming one ({"id":
+     * ...} on /v1/clients/{id}) is refused as any field the contract does not list */
+    for (cJSON *v = cJSON_IsObject(json) ? json->child : NULL, *next = NULL; v != NULL; v = next) {
+        next = v->next;
+        if (v->string != NULL && is_path_param(route, v->string, strlen(v->string))) {
+            add_error(&own, v->string, "unknown field");
+            cJSON_Delete(cJSON_DetachItemViaPointer(json, v));
+        }
+    }
     char **names = NULL;
     size_t nc = 0;
     if (cl != NULL && cJSON_IsObject(json)) {
