@@ -410,7 +410,7 @@ static void sweep(void *arg)
             return;
         }
         if (n == 0) return;
-        char count[16];
+        char count[24];
         snprintf(count, sizeof(count), "%ld", n);
         sp_log_info(NULL, "pending_members_discarded", "count", count);
         spadmin_counter_add("sp_auth_pending_members_discarded_total", NULL, (double)n);
@@ -499,7 +499,7 @@ static sp_status set_client_suspended(spbus_req *req)
     spsvc_rollback(db);
     if (s == SP_OK) s = auth_revoke_all_in_redis_or_reply(req, db, sids, n);
     if (s == SP_OK) {
-        char count[16];
+        char count[24];
         snprintf(count, sizeof(count), "%zu", n);
         sp_log_info(spbus_req_id(req), "client_suspended_set", "clientId", in->client_id,
                     "suspended", suspended, "revoked", count);
