@@ -60,6 +60,11 @@ struct spbus_service {
     bool stop;        /* under qmu: no more requests come; workers end once the queue is empty */
     bool abandon;     /* under qmu: workers end now, what is queued is dropped */
     bool qfull;       /* under qmu: dropping since the queue filled (logged once) */
+    /* under qmu: workers waiting for a request, and those signalled but not yet running.
+     * A request wakes a worker only when none is on its way: the one woken takes every
+     * request of a batch route queued by then (one query for all of them), where a wake-up
+     * per request would spread a burst over every idle worker, one request each. */
+    int nidle, nwaking;
 };
 
 /* A reply inbox of the client side: a synchronous subscription on "<prefix>.*" that one
@@ -70,9 +75,9 @@ struct spbus_service {
 typedef struct inbox {
     struct inbox *next; /* in bus->free_inboxes[conn] */
     natsSubscription *sub;
-    int conn;           /* index of the connection 'sub' lives on */
+    int conn; /* index of the connection 'sub' lives on */
     uint64_t seq;
-    char prefix[64];    /* "_SP_INBOX.<nuid>" */
+    char prefix[64]; /* "_SP_INBOX.<nuid>" */
 } inbox;
 
 /* A core subscription of spbus_subscribe. */
@@ -386,8 +391,11 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
 
     spbus *b = calloc(1, sizeof(*b));
     /* arrays of pointers: sizeof a pointer is meant */
-    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(*b->conns))) == NULL || // NOLINT(bugprone-sizeof-expression)
-        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) == NULL) { // NOLINT(bugprone-sizeof-expression)
+    if (b == NULL ||
+        (b->conns = calloc((size_t)n, sizeof(*b->conns))) ==
+            NULL || // NOLINT(bugprone-sizeof-expression)
+        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) ==
+            NULL) { // NOLINT(bugprone-sizeof-expression)
         if (b != NULL) free(b->conns);
         free(b);
         return SP_ERR_INTERNAL;
@@ -970,7 +978,8 @@ sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message,
 
     Sp__V1__FieldError **fields = NULL;
     if (n > 0) {
-        fields = sp_arena_alloc(req->arena, n * sizeof(*fields)); // NOLINT(bugprone-sizeof-expression): pointers
+        fields = sp_arena_alloc(
+            req->arena, n * sizeof(*fields)); // NOLINT(bugprone-sizeof-expression): pointers
         Sp__V1__FieldError *fe = sp_arena_alloc(req->arena, n * sizeof(*fe));
         if (fields == NULL || fe == NULL) return SP_ERR_INTERNAL;
         va_start(ap, message);
@@ -1138,6 +1147,14 @@ static void serve_msgs(worker *w, const queued_msg *msgs, size_t n)
  * with the time it arrived, where its budget starts, and queues it for the workers. The
  * stamp is why the workers do not pull from a synchronous subscription themselves: a
  * request that waited there while every worker was busy would look fresh when taken. */
+/* Wakes an idle worker for what is queued, unless one is already on its way. */
+static void wake_worker_locked(spbus_service *s)
+{
+    if (s->qlen == 0 || s->nidle <= s->nwaking || s->nwaking > 0) return;
+    s->nwaking++;
+    pthread_cond_signal(&s->qcv);
+}
+
 static void on_service_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;
@@ -1173,7 +1190,7 @@ static void on_service_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m
     s->q[(s->qhead + s->qlen) % s->qcap] = (queued_msg){.msg = msg, .recv_us = now};
     s->qlen++;
     s->qbytes += len;
-    pthread_cond_signal(&s->qcv);
+    wake_worker_locked(s);
     pthread_mutex_unlock(&s->qmu);
 }
 
@@ -1197,6 +1214,11 @@ static bool wait_sub_done(spbus_service *s, int64_t until_us)
         struct timespec ts = {.tv_sec = (time_t)(until_us / 1000000),
                               .tv_nsec = (long)(until_us % 1000000) * 1000};
         rc = pthread_cond_timedwait(&s->qcv, &s->qmu, &ts);
+        /* a signal meant for a worker may have woken this thread: pass it on */
+        if (s->nwaking > 0) {
+            s->nwaking--;
+            wake_worker_locked(s);
+        }
     }
     bool done = s->sub_done;
     pthread_mutex_unlock(&s->qmu);
@@ -1240,8 +1262,12 @@ static void *worker_main(void *arg)
     queued_msg msgs[SPBUS_MAX_BATCH];
     for (;;) {
         pthread_mutex_lock(&s->qmu);
-        while (s->qlen == 0 && !s->stop)
+        while (s->qlen == 0 && !s->stop) {
+            s->nidle++;
             pthread_cond_wait(&s->qcv, &s->qmu);
+            s->nidle--;
+            if (s->nwaking > 0) s->nwaking--;
+        }
         if (s->abandon || s->qlen == 0) {
             pthread_mutex_unlock(&s->qmu);
             break;
@@ -1253,6 +1279,7 @@ static void *worker_main(void *arg)
             msgs[n++] = queue_pop_locked(s);
             if (route_of(s, natsMsg_GetSubject(msgs[n - 1].msg)) != r) break; /* served alone */
         }
+        wake_worker_locked(s); /* more than this worker takes: another one for the rest */
         pthread_mutex_unlock(&s->qmu);
         serve_msgs(w, msgs, n);
     }
