@@ -390,12 +390,8 @@ sp_status spbus_connect(spbus **out, const spbus_opts *opts)
     }
 
     spbus *b = calloc(1, sizeof(*b));
-    /* arrays of pointers: sizeof a pointer is meant */
-    if (b == NULL ||
-        (b->conns = calloc((size_t)n, sizeof(*b->conns))) ==
-            NULL || // NOLINT(bugprone-sizeof-expression)
-        (b->free_inboxes = calloc((size_t)n, sizeof(*b->free_inboxes))) ==
-            NULL) { // NOLINT(bugprone-sizeof-expression)
+    if (b == NULL || (b->conns = calloc((size_t)n, sizeof(natsConnection *))) == NULL ||
+        (b->free_inboxes = calloc((size_t)n, sizeof(inbox *))) == NULL) {
         if (b != NULL) free(b->conns);
         free(b);
         return SP_ERR_INTERNAL;
@@ -978,8 +974,7 @@ sp_status spbus_reply_error(spbus_req *req, sp_status code, const char *message,
 
     Sp__V1__FieldError **fields = NULL;
     if (n > 0) {
-        fields = sp_arena_alloc(
-            req->arena, n * sizeof(*fields)); // NOLINT(bugprone-sizeof-expression): pointers
+        fields = sp_arena_alloc(req->arena, n * sizeof(Sp__V1__FieldError *));
         Sp__V1__FieldError *fe = sp_arena_alloc(req->arena, n * sizeof(*fe));
         if (fields == NULL || fe == NULL) return SP_ERR_INTERNAL;
         va_start(ap, message);
@@ -1373,8 +1368,7 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
     s->user = user;
     s->api = strdup(api);
     s->routes = calloc(nroutes ? nroutes : 1, sizeof(*s->routes));
-    s->labels = calloc(nroutes ? nroutes : 1,
-                       sizeof(*s->labels)); // NOLINT(bugprone-sizeof-expression): pointers
+    s->labels = calloc(nroutes ? nroutes : 1, sizeof(char *));
     s->w = calloc((size_t)workers, sizeof(*s->w));
     if (s->api == NULL || s->routes == NULL || s->labels == NULL || s->w == NULL) {
         free_service(s);
