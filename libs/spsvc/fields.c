@@ -143,7 +143,7 @@ const char *spsvc_check_uuid(const char *s)
     return spcrypto_uuid_valid(s) ? NULL : "must be a UUID";
 }
 
-sp_status spsvc_limit_or_reply(int *out, spbus_req *req, bool has, int64_t value)
+static sp_status limit_or_reply(int *out, spbus_req *req, bool has, int64_t value)
 {
     *out = SPSVC_LIST_DEFAULT;
     if (!has) return SP_OK;
@@ -186,7 +186,7 @@ void spsvc_cursor_encode(char out[SPSVC_CURSOR_MAX + 1], int64_t at, int64_t id)
     spcrypto_b64url_encode(out, text, n > 0 ? (size_t)n : 0);
 }
 
-sp_status spsvc_cursor_or_reply(int64_t *at, int64_t *id, spbus_req *req, const char *cursor)
+static sp_status cursor_or_reply(int64_t *at, int64_t *id, spbus_req *req, const char *cursor)
 {
     *at = *id = -1;
     if (cursor == NULL || cursor[0] == '\0' || spsvc_cursor_decode(at, id, cursor)) return SP_OK;
@@ -200,6 +200,34 @@ char *spsvc_cursor(spbus_req *req, int64_t at, int64_t id)
     char *out = sp_arena_alloc(spbus_req_arena(req), SPSVC_CURSOR_MAX + 1);
     if (out != NULL) spsvc_cursor_encode(out, at, id);
     return out;
+}
+
+sp_status spsvc_page_or_reply(spsvc_page *p, spbus_req *req, bool has_limit, int64_t limit,
+                              const char *cursor)
+{
+    memset(p, 0, sizeof(*p));
+    sp_status s = limit_or_reply(&p->limit, req, has_limit, limit);
+    if (s == SP_OK) s = cursor_or_reply(&p->at, &p->id, req, cursor);
+    snprintf(p->at_s, sizeof(p->at_s), "%" PRId64, p->at);
+    snprintf(p->id_s, sizeof(p->id_s), "%" PRId64, p->id);
+    snprintf(p->fetch_s, sizeof(p->fetch_s), "%d", p->limit + 1);
+    return s;
+}
+
+const char *spsvc_page_after(const spsvc_page *p)
+{
+    return p->at >= 0 ? p->at_s : NULL;
+}
+
+int spsvc_page_rows(char **next, spbus_req *req, const spsvc_page *p, PGresult *res, int at_col,
+                    int id_col)
+{
+    int rows = PQntuples(res), n = rows > p->limit ? p->limit : rows;
+    *next = NULL;
+    if (rows > p->limit && n > 0)
+        *next = spsvc_cursor(req, spsvc_pg_int64(PQgetvalue(res, n - 1, at_col)),
+                             spsvc_pg_int64(PQgetvalue(res, n - 1, id_col)));
+    return n;
 }
 
 int64_t spsvc_pg_int64(const char *v)

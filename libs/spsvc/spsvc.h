@@ -161,13 +161,28 @@ const char *spsvc_check_uuid(const char *s);
  * "<created_at us>.<internal id>" of the last row given, the keyset of (created_at, id). */
 #define SPSVC_LIST_DEFAULT 50
 #define SPSVC_LIST_MAX 500
-/* The list's limit from a request field (has, value): 400 validation_failed out of range. */
-sp_status spsvc_limit_or_reply(int *out, spbus_req *req, bool has, int64_t value);
-/* Decodes a cursor (NULL or "": from the start, *at = *id = -1). 400 validation_failed
- * {"cursor": "invalid cursor"} for anything else than what spsvc_cursor made. */
-sp_status spsvc_cursor_or_reply(int64_t *at, int64_t *id, spbus_req *req, const char *cursor);
 /* The cursor after the row (at, id), in the request's arena (NULL on OOM). */
 char *spsvc_cursor(spbus_req *req, int64_t at, int64_t id);
+
+/* One page of a list: its limit and cursor checked, and the SQL parameters they give. */
+typedef struct {
+    int limit;      /* rows to answer */
+    int64_t at, id; /* the keyset of the row before the page; -1: from the start */
+    char at_s[24], id_s[24];
+    char fetch_s[16]; /* limit + 1: one more row tells that a next page exists */
+} spsvc_page;
+/* Checks the limit (400 validation_failed {"limit"} out of range) and decodes the cursor
+ * (400 {"cursor": "invalid cursor"} for anything spsvc_cursor did not make; NULL or "":
+ * from the start). */
+sp_status spsvc_page_or_reply(spsvc_page *p, spbus_req *req, bool has_limit, int64_t limit,
+                              const char *cursor);
+/* The cursor's created-at parameter: NULL from the start (the query then ignores id_s). */
+const char *spsvc_page_after(const spsvc_page *p);
+/* How many of the rows of 'res' (fetched with fetch_s) to answer; *next is the cursor
+ * after the last of them (columns at_col, id_col: us and internal id) when a next page
+ * exists, else NULL. */
+int spsvc_page_rows(char **next, spbus_req *req, const spsvc_page *p, PGresult *res, int at_col,
+                    int id_col);
 /* The same without a request: encode into 'out'; decode, false for anything else than
  * what encode made (then *at = *id = -1). */
 #define SPSVC_CURSOR_MAX 64

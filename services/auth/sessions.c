@@ -134,19 +134,6 @@ static void new_refresh_token(new_refresh *t, int64_t ttl_s)
     explicit_bzero(secret, sizeof(secret));
 }
 
-/* Begins the transaction; replies unavailable/internal when it cannot. */
-static sp_status begin_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_begin(db);
-    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "begin");
-}
-
-static sp_status commit_or_reply(spbus_req *req, spdb *db)
-{
-    sp_status s = spdb_commit(db);
-    return s == SP_OK ? SP_OK : spsvc_db_error_reply(req, s, "commit");
-}
-
 /* The membership of a user, held FOR SHARE until the session insert commits: a
  * suspension (members.c) updates these rows first, so either this login sees suspended,
  * or the suspension waits for it and then revokes the session it made. */
@@ -204,13 +191,13 @@ static sp_status open_session_or_reply(spbus_req *req, spdb *db, login_user *u,
                          ? ctx->user_agent
                          : NULL;
     const char *params[] = {sid, u->id, ip, ua, t.token_id, t.digest_hex, t.ttl};
-    sp_status s = begin_or_reply(req, db);
+    sp_status s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) s = lock_membership_or_reply(req, db, u);
     if (s == SP_OK) {
         s = spdb_exec(db, sql_open_session, 7, params);
         if (s != SP_OK) spsvc_db_error_reply(req, s, "open_session");
     }
-    if (s == SP_OK) s = commit_or_reply(req, db);
+    if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
     if (s != SP_OK) {
         explicit_bzero(t.secret_b64, sizeof(t.secret_b64));
         return s;
@@ -498,7 +485,7 @@ static sp_status revoke_and_commit_or_reply(spbus_req *req, spdb *db, const refr
     const char *params[] = {row->session_id, reason};
     sp_status s = spdb_exec(db, sql_revoke_session, 2, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "revoke_session");
-    s = commit_or_reply(req, db);
+    s = spsvc_commit_or_reply(req, db);
     if (s == SP_OK) {
         sp_log_info(spbus_req_id(req), "session_revoked", "sid", row->sid, "reason", reason);
         spadmin_counter_add("sp_auth_sessions_revoked_total",
@@ -556,7 +543,7 @@ static sp_status rotate_and_commit_or_reply(spbus_req *req, spdb *db, const refr
     const char *params[] = {row->id, row->session_id, t.token_id, t.digest_hex, t.ttl};
     sp_status s = spdb_exec(db, sql_rotate, 5, params);
     if (s == SP_OK)
-        s = commit_or_reply(req, db);
+        s = spsvc_commit_or_reply(req, db);
     else
         spsvc_db_error_reply(req, s, "rotate");
     if (s == SP_OK) {
@@ -587,7 +574,7 @@ static sp_status refresh(spbus_req *req)
     sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
-    if (s == SP_OK) s = begin_or_reply(req, db);
+    if (s == SP_OK) s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
     if (s == SP_OK) s = not_suspended_or_reply(req, db, &row);
     if (s == SP_OK && (row.revoked || row.expired)) {
@@ -624,7 +611,7 @@ static sp_status logout(spbus_req *req)
 
     sp_status s = parse_refresh_or_reply(req, in->refresh_token, &p);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
-    if (s == SP_OK) s = begin_or_reply(req, db);
+    if (s == SP_OK) s = spsvc_begin_or_reply(req, db);
     if (s == SP_OK) s = find_refresh_locked_or_reply(req, db, &p, &row);
     if (s == SP_OK && row.expired && !row.revoked) {
         sp_log_info(spbus_req_id(req), "refresh_token_dead", "sid", row.sid, "why", "expired");

@@ -255,15 +255,12 @@ static sp_status list_clients(spbus_req *req)
 {
     const Sp__Tenancy__V1__ListClientsRequest *in = (const void *)spbus_req_input(req);
     spsvc_principal p;
-    int64_t at = -1, id = -1;
-    int limit = 0;
+    spsvc_page pg;
     PGresult *res = NULL;
     spdb *db = NULL;
-    char at_s[24], id_s[24], lim_s[16];
 
     sp_status s = spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN, &p);
-    if (s == SP_OK) s = spsvc_limit_or_reply(&limit, req, in->has_limit, in->limit);
-    if (s == SP_OK) s = spsvc_cursor_or_reply(&at, &id, req, in->cursor);
+    if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
     if (s == SP_OK) {
         spsvc_fields f;
         spsvc_fields_init(&f);
@@ -273,17 +270,14 @@ static sp_status list_clients(spbus_req *req)
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s != SP_OK) return SP_OK;
 
-    snprintf(at_s, sizeof(at_s), "%lld", (long long)at);
-    snprintf(id_s, sizeof(id_s), "%lld", (long long)id);
-    snprintf(lim_s, sizeof(lim_s), "%d", limit + 1);
     const char *params[] = {in->status, p.role == SPSVC_ROLE_CLIENT_ADMIN ? p.client_id : NULL,
-                            at >= 0 ? at_s : NULL, id_s, lim_s};
+                            spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
     s = spdb_query(&res, db, sql_list_clients, 5, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_clients");
 
-    int rows = PQntuples(res), n = rows > limit ? limit : rows;
-    sp_arena *a = spbus_req_arena(req);
     Sp__Tenancy__V1__ListClientsReply out = SP__TENANCY__V1__LIST_CLIENTS_REPLY__INIT;
+    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, TEN_C_CREATED, TEN_C_INTERNAL);
+    sp_arena *a = spbus_req_arena(req);
     Sp__Tenancy__V1__Client *items = sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
     Sp__Tenancy__V1__Client **ptrs =
         sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__Client *) * (size_t)(n > 0 ? n : 1));
@@ -297,9 +291,6 @@ static sp_status list_clients(spbus_req *req)
     }
     out.n_items = (size_t)n;
     out.items = ptrs;
-    if (rows > limit)
-        out.next_cursor = spsvc_cursor(req, spsvc_pg_int64(PQgetvalue(res, n - 1, TEN_C_CREATED)),
-                                       spsvc_pg_int64(PQgetvalue(res, n - 1, TEN_C_INTERNAL)));
     spbus_reply(req, &out.base);
     PQclear(res);
     return SP_OK;

@@ -81,30 +81,24 @@ static sp_status list_members(spbus_req *req)
 {
     const Sp__Tenancy__V1__ListMembersRequest *in = (const void *)spbus_req_input(req);
     PGresult *client = NULL, *res = NULL;
-    int64_t at = -1, id = -1;
-    int limit = 0;
+    spsvc_page pg;
     spdb *db = NULL;
-    char at_s[24], id_s[24], lim_s[16];
 
     sp_status s =
         spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN, NULL);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = ten_client_or_reply(&client, req, db, in->id, false);
-    if (s == SP_OK) s = spsvc_limit_or_reply(&limit, req, in->has_limit, in->limit);
-    if (s == SP_OK) s = spsvc_cursor_or_reply(&at, &id, req, in->cursor);
+    if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
     if (s == SP_OK) {
-        snprintf(at_s, sizeof(at_s), "%lld", (long long)at);
-        snprintf(id_s, sizeof(id_s), "%lld", (long long)id);
-        snprintf(lim_s, sizeof(lim_s), "%d", limit + 1);
-        const char *params[] = {PQgetvalue(client, 0, TEN_C_INTERNAL), at >= 0 ? at_s : NULL, id_s,
-                                lim_s};
+        const char *params[] = {PQgetvalue(client, 0, TEN_C_INTERNAL), spsvc_page_after(&pg),
+                                pg.id_s, pg.fetch_s};
         s = spdb_query(&res, db, sql_list_members, 4, params);
         if (s != SP_OK) spsvc_db_error_reply(req, s, "list_members");
     }
     if (s == SP_OK) {
-        int rows = PQntuples(res), n = rows > limit ? limit : rows;
-        sp_arena *a = spbus_req_arena(req);
         Sp__Tenancy__V1__ListMembersReply out = SP__TENANCY__V1__LIST_MEMBERS_REPLY__INIT;
+        int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, M_CREATED, M_ID);
+        sp_arena *a = spbus_req_arena(req);
         Sp__Tenancy__V1__Member *items =
             sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
         Sp__Tenancy__V1__Member **ptrs =
@@ -118,10 +112,6 @@ static sp_status list_members(spbus_req *req)
             }
             out.n_items = (size_t)n;
             out.items = ptrs;
-            if (rows > limit)
-                out.next_cursor =
-                    spsvc_cursor(req, spsvc_pg_int64(PQgetvalue(res, n - 1, M_CREATED)),
-                                 spsvc_pg_int64(PQgetvalue(res, n - 1, M_ID)));
             spbus_reply(req, &out.base);
         }
     }
