@@ -21,17 +21,22 @@ static const char *sql_register =
     "        (extract(epoch FROM u.created_at) * 1000000)::bigint"
     " FROM p, u";
 
+/* Shaped for the generic plan PostgreSQL caches for a prepared statement, which cannot
+ * see how many ids come: one index probe per id and table (unnest, then joins on keys).
+ * "public_id = ANY($1)" with EXISTS for the role was planned as hash joins over
+ * sequential scans of people and user_roles: 1.1 ms instead of 0.1 ms with 2,000 users
+ * (EXPLAIN ANALYZE, plan_cache_mode = force_generic_plan), growing with every user. */
 static const char *sql_get_me =
     "SELECT u.public_id, p.name, p.email,"
     "       (extract(epoch FROM u.created_at) * 1000000)::bigint,"
-    "       EXISTS (SELECT 1 FROM auth.user_roles ur"
-    "               WHERE ur.user_id = u.id AND ur.role_id = " AUTH_ROLE_ADMIN_ID "),"
+    "       ur.user_id IS NOT NULL,"
     "       m.client_id, m.client_role"
-    " FROM auth.users u"
+    " FROM unnest($1::uuid[]) AS k(public_id)"
+    " JOIN auth.users u ON u.public_id = k.public_id"
     " JOIN auth.people p ON p.id = u.person_id"
+    " LEFT JOIN auth.user_roles ur ON ur.user_id = u.id AND ur.role_id = " AUTH_ROLE_ADMIN_ID
     " LEFT JOIN auth.memberships m ON m.user_id = u.id"
-    " WHERE u.public_id = ANY($1::uuid[]) AND u.deleted_at IS NULL AND p.deleted_at IS NULL"
-    "   AND u.active";
+    " WHERE u.deleted_at IS NULL AND p.deleted_at IS NULL AND u.active";
 
 /* Every bad field of a RegisterRequest at once; replies 400 validation_failed. */
 static sp_status validate_register_or_reply(spbus_req *req, const Sp__Auth__V1__RegisterRequest *in)
