@@ -6,7 +6,7 @@ TST   := build/test
 FUZ   := build/fuzz
 SP_FUZZ_SECONDS ?= 300
 
-.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean bench
+.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean bench openapi
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz:
 # its own release build (build/bench) and stack (other ports, build/bench/var); not in `test`.
 bench:
 	@bench/run.sh
+
+# docs/openapi.json: the document the gateway builds from its route table, the protobuf
+# descriptors and docs/openapi-notes.json (make test fails while the two differ)
+openapi: build
+	$(REL)/gateway --openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 
 unit: build-test
 	@cd $(TST) && ctest --output-on-failure -L unit

@@ -606,3 +606,111 @@ cJSON *sppb_to_json(const ProtobufCMessage *msg)
     if (msg == NULL || msg->descriptor == NULL) return NULL;
     return msg_to_json(msg);
 }
+
+/* ---- JSON Schema ------------------------------------------------------------------------ */
+
+void sppb_field_json_name(char *out, size_t outlen, const ProtobufCFieldDescriptor *f)
+{
+    sppb_camel(out, outlen, f->name);
+    if (is_json_field(f) && strlen(out) > 4) out[strlen(out) - 4] = '\0';
+}
+
+bool sppb_field_nullable(const ProtobufCFieldDescriptor *f)
+{
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) return false;
+    if (f->type == PROTOBUF_C_TYPE_FLOAT || f->type == PROTOBUF_C_TYPE_DOUBLE) return true;
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL) return true;
+    /* a required string or message can still be NULL in memory; a required scalar cannot */
+    return f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE;
+}
+
+bool sppb_field_always_written(const ProtobufCFieldDescriptor *f)
+{
+    return !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
+}
+
+/* {"type": type} (type NULL: no type) plus one more keyword 'key' (NULL: none), which
+ * takes 'value'; NULL on OOM. */
+static cJSON *typed(const char *type, const char *key, cJSON *value)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || (type != NULL && cJSON_AddStringToObject(o, "type", type) == NULL)) {
+        cJSON_Delete(o);
+        cJSON_Delete(value);
+        return NULL;
+    }
+    if (key == NULL) return o;
+    if (value == NULL || !cJSON_AddItemToObject(o, key, value)) {
+        cJSON_Delete(value);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *ranged(double min, double max)
+{
+    cJSON *o = typed("integer", "minimum", cJSON_CreateNumber(min));
+    if (o != NULL && cJSON_AddNumberToObject(o, "maximum", max) == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The schema of one element of 'f'. */
+static cJSON *element_schema(const ProtobufCFieldDescriptor *f, bool output, sppb_schema_ref_fn ref,
+                             void *user)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return ranged(-2147483648.0, 2147483647.0);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return ranged(0, 4294967295.0);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        if (is_time_field(f)) return typed("string", "format", cJSON_CreateString("date-time"));
+        return ranged(-9007199254740991.0, 9007199254740991.0);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return ranged(0, 9007199254740991.0);
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return typed("number", NULL, NULL);
+    case PROTOBUF_C_TYPE_BOOL:
+        return typed("boolean", NULL, NULL);
+    case PROTOBUF_C_TYPE_ENUM: {
+        const ProtobufCEnumDescriptor *ed = f->descriptor;
+        cJSON *names = cJSON_CreateArray();
+        for (unsigned i = 0; names != NULL && ed != NULL && i < ed->n_values; i++)
+            if (!cJSON_AddItemToArray(names, cJSON_CreateString(ed->values[i].name))) {
+                cJSON_Delete(names);
+                names = NULL;
+            }
+        return typed("string", "enum", names);
+    }
+    case PROTOBUF_C_TYPE_STRING:
+        if (output && is_json_field(f)) return cJSON_CreateObject(); /* any JSON value */
+        return typed("string", NULL, NULL);
+    case PROTOBUF_C_TYPE_BYTES:
+        return typed("string", "pattern", cJSON_CreateString("^[A-Za-z0-9_-]*$"));
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const char *r = ref != NULL ? ref(f->descriptor, output, user) : NULL;
+        if (r == NULL) return typed("object", NULL, NULL);
+        return typed(NULL, "$ref", cJSON_CreateString(r));
+    }
+    }
+    return cJSON_CreateObject();
+}
+
+cJSON *sppb_field_schema(const ProtobufCFieldDescriptor *f, bool output, sppb_schema_ref_fn ref,
+                         void *user)
+{
+    cJSON *e = element_schema(f, output, ref, user);
+    if (e == NULL || f->label != PROTOBUF_C_LABEL_REPEATED) return e;
+    return typed("array", "items", e);
+}

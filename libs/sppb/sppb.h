@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 
 #include "spcore.h"
 
@@ -29,7 +30,7 @@ typedef struct {
 } sppb_errors;
 
 enum {
-    SPPB_STRICT = 0,        /* unknown fields are errors */
+    SPPB_STRICT = 0,           /* unknown fields are errors */
     SPPB_FROM_QUERY = 1u << 0, /* values are strings (query parameters): numbers and bools
                                   are parsed from them */
     SPPB_NO_NULL = 1u << 1     /* null for a field is an error ("must not be null") instead
@@ -49,5 +50,28 @@ cJSON *sppb_to_json(const ProtobufCMessage *msg);
 
 /* "created_at" -> "createdAt"; out at least strlen(in)+1. */
 void sppb_camel(char *out, size_t outlen, const char *snake);
+
+/* ---- JSON Schema (2020-12) of the same conversion, for the OpenAPI document ---------- */
+
+/* The $ref of a nested message's schema ("#/components/schemas/Client"), or NULL when
+ * there is none (the schema is then a bare {"type":"object"}). 'output': for what
+ * sppb_to_json writes (else for what sppb_from_json reads). */
+typedef const char *(*sppb_schema_ref_fn)(const ProtobufCMessageDescriptor *desc, bool output,
+                                          void *user);
+
+/* The JSON name of field 'f' as sppb writes it ("details_json" -> "details") into out. */
+void sppb_field_json_name(char *out, size_t outlen, const ProtobufCFieldDescriptor *f);
+
+/* The schema of one field's JSON value, never null (an array for a repeated field; nested
+ * messages through 'ref'); NULL only on OOM. Times are RFC 3339 date-times, *_json
+ * fields any JSON value, enums their names, bytes base64url, int32 and uint32 their range. */
+cJSON *sppb_field_schema(const ProtobufCFieldDescriptor *f, bool output, sppb_schema_ref_fn ref,
+                         void *user);
+
+/* Whether sppb_to_json can write null for 'f' (an optional field not set). */
+bool sppb_field_nullable(const ProtobufCFieldDescriptor *f);
+
+/* Whether sppb_to_json always writes 'f' (every field but the unchosen members of a oneof). */
+bool sppb_field_always_written(const ProtobufCFieldDescriptor *f);
 
 #endif

@@ -27,8 +27,8 @@ enum {
 };
 
 enum {
-    GW_BODY = 1u << 0, /* a JSON object body is expected (a body is refused otherwise) */
-    GW_LIST = 1u << 1, /* a list (GET): see "Lists" below */
+    GW_BODY = 1u << 0,          /* a JSON object body is expected (a body is refused otherwise) */
+    GW_LIST = 1u << 1,          /* a list (GET): see "Lists" below */
     GW_BODY_OPTIONAL = 1u << 2, /* with GW_BODY: no body is {} (state actions: /approve) */
 };
 
@@ -132,7 +132,8 @@ sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *j
 typedef struct gw_proxies gw_proxies;
 
 /* Parses a comma-separated list of IPv4 or IPv6 addresses and CIDRs ("10.0.0.1, 10.1.0.0/16,
- * fd00::/8"; empty: none; IPv4 networks also match IPv4-mapped IPv6 peers). SP_ERR_VALIDATION_FAILED with 'why' on a bad item. */
+ * fd00::/8"; empty: none; IPv4 networks also match IPv4-mapped IPv6 peers).
+ * SP_ERR_VALIDATION_FAILED with 'why' on a bad item. */
 sp_status gw_proxies_parse(gw_proxies **out, const char *list, char *why, size_t whylen);
 void gw_proxies_destroy(gw_proxies *p);
 /* The client ip into out: 'peer' unless it is a trusted proxy with an X-Forwarded-For
@@ -164,13 +165,13 @@ void gw_revoked_free(gw_revoked *rv); /* after the bus */
 
 typedef struct {
     spbus *bus;
-    spredis *redis;           /* readiness only; guarded by redis_mu */
+    spredis *redis; /* readiness only; guarded by redis_mu */
     pthread_mutex_t redis_mu;
-    gw_revoked *revoked;      /* the revoked sessions (revoked.c) */
+    gw_revoked *revoked; /* the revoked sessions (revoked.c) */
     spjwt_keys keys;
-    long long max_body;       /* SP_HTTP_MAX_BODY */
-    int bus_timeout_ms;       /* SP_BUS_TIMEOUT_MS */
-    gw_proxies *proxies;      /* SP_TRUSTED_PROXIES */
+    long long max_body;  /* SP_HTTP_MAX_BODY */
+    int bus_timeout_ms;  /* SP_BUS_TIMEOUT_MS */
+    gw_proxies *proxies; /* SP_TRUSTED_PROXIES */
 } gw_state;
 
 /* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
@@ -182,11 +183,26 @@ bool gw_ready(void *user, char *why, size_t whylen);
  * drops whatever a handler writes once it has begun. False when some were still running. */
 bool gw_http_quiesce(int timeout_ms);
 
-/* ---- the API document and its page (openapi.c) ------------------------------------------ */
+/* ---- the API document and its page (openapi.c, openapi_gen.c) ---------------------------- */
 
-/* Answers GET/HEAD /v1/openapi.json and /docs from the copies built in (405 for another
- * method) in one mg_write with X-Request-Id 'rid' (already checked safe). Returns the status
- * written and sets *route to the path, or 0 when 'path' is neither (nothing written). */
+/* The OpenAPI document of 'routes' (their descriptors, through sppb's schema functions)
+ * and of the notes (docs/openapi-notes.json: the frame, prose, examples; described in
+ * openapi_gen.c). NULL with 'why' when the notes do not fit the table: an operation or a
+ * message field they describe that does not exist, a route they do not describe. */
+cJSON *gw_openapi_build(const gw_route *routes, size_t n, const char *notes, size_t notes_len,
+                        char *why, size_t whylen);
+
+/* Builds the gateway's document from its table and the notes built in, once, before
+ * gw_openapi_serve; false with 'why' (the gateway refuses to start). */
+bool gw_openapi_init(char *why, size_t whylen);
+
+/* The document gw_openapi_init built (indented JSON, for `gateway --openapi`). */
+const char *gw_openapi_text(size_t *len);
+
+/* Answers GET/HEAD /v1/openapi.json (the document built at start) and /docs (the page
+ * built in) (405 for another method) in one mg_write with X-Request-Id 'rid' (already
+ * checked safe). Returns the status written and sets *route to the path, or 0 when 'path'
+ * is neither (nothing written). */
 int gw_openapi_serve(struct mg_connection *conn, const char *method, const char *path,
                      const char *rid, const char **route);
 

@@ -1,6 +1,9 @@
-/* openapi.c -- GET /v1/openapi.json and GET /docs: docs/openapi.json and docs/api.html,
- * built into the gateway as byte arrays (CMake runs 'xxd -i' on them). */
+/* openapi.c -- GET /v1/openapi.json and GET /docs: the document built at start from the
+ * route table and docs/openapi-notes.json, and docs/api.html, both files built into the
+ * gateway as byte arrays (CMake runs 'xxd -i' on them). */
 #include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +11,45 @@
 #include "gateway.h"
 
 /* Generated from docs/ by the build (build/<dir>/gen/sp_*.c): not NUL-terminated. */
-extern unsigned char sp_openapi_json[];
-extern unsigned int sp_openapi_json_len;
+extern unsigned char sp_openapi_notes_json[];
+extern unsigned int sp_openapi_notes_json_len;
 extern unsigned char sp_api_html[];
 extern unsigned int sp_api_html_len;
+
+/* Set once by gw_openapi_init, before the listener starts; read-only afterwards. */
+static unsigned char *g_doc;
+static unsigned int g_doc_len;
+static char *g_doc_pretty;
+
+bool gw_openapi_init(char *why, size_t whylen)
+{
+    size_t n = 0;
+    const gw_route *routes = gw_routes(&n);
+    cJSON *doc = gw_openapi_build(routes, n, (const char *)sp_openapi_notes_json,
+                                  sp_openapi_notes_json_len, why, whylen);
+    if (doc == NULL) return false;
+    char *text = cJSON_PrintUnformatted(doc);
+    char *pretty = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (text == NULL || pretty == NULL || strlen(text) > UINT_MAX) {
+        free(text);
+        free(pretty);
+        snprintf(why, whylen, "out of memory");
+        return false;
+    }
+    free(g_doc);
+    free(g_doc_pretty);
+    g_doc = (unsigned char *)text;
+    g_doc_len = (unsigned int)strlen(text);
+    g_doc_pretty = pretty;
+    return true;
+}
+
+const char *gw_openapi_text(size_t *len)
+{
+    *len = g_doc_pretty != NULL ? strlen(g_doc_pretty) : 0;
+    return g_doc_pretty;
+}
 
 /* The page runs its own inline script and fetches the document from this origin only. */
 #define DOCS_CSP                                                                                   \
@@ -28,8 +66,7 @@ typedef struct {
 } asset;
 
 static const asset assets[] = {
-    {"/v1/openapi.json", "application/json; charset=utf-8", "", sp_openapi_json,
-     &sp_openapi_json_len},
+    {"/v1/openapi.json", "application/json; charset=utf-8", "", NULL, &g_doc_len},
     {"/docs", "text/html; charset=utf-8",
      "Content-Security-Policy: " DOCS_CSP "\r\nReferrer-Policy: no-referrer\r\n", sp_api_html,
      &sp_api_html_len},
@@ -89,6 +126,7 @@ int gw_openapi_serve(struct mg_connection *conn, const char *method, const char 
                          (const unsigned char *)body, (size_t)n, 0);
     }
     /* Changes only with a new build: a short cache, revalidated by the next deploy. */
-    return write_all(conn, 200, "OK", a->ctype, "public, max-age=300", a->extra, rid, a->body,
-                     *a->len, head);
+    const unsigned char *body = a->body != NULL ? a->body : g_doc; /* NULL: the document */
+    return write_all(conn, 200, "OK", a->ctype, "public, max-age=300", a->extra, rid, body, *a->len,
+                     head);
 }

@@ -15,16 +15,17 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
-#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1329,6 +1330,46 @@ static size_t header_cb(char *p, size_t sz, size_t n, void *ud)
     return buf_append(&r->pub.headers, &r->hlen, &r->hcap, p, sz * n) ? sz * n : 0;
 }
 
+/* SP_TEST_RESPONSES (a directory, set by tests/CMakeLists.txt): every answer received is
+ * appended to <dir>/<pid>.jsonl as {"method","path","status","contentType","body"} (body:
+ * the parsed JSON or null), for tools/dev/openapi-responses.mjs, which checks them
+ * against the OpenAPI document once every suite ran. One write() per line (O_APPEND). */
+static pthread_mutex_t g_record_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void record_response(const char *method, const char *url, const sptest_resp *r)
+{
+    const char *dir = getenv("SP_TEST_RESPONSES");
+    if (dir == NULL || dir[0] == '\0' || r->status == 0) return;
+    const char *path = strstr(url, "://");
+    path = path != NULL ? strchr(path + 3, '/') : NULL;
+    if (path == NULL) return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", method);
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddNumberToObject(o, "status", (double)r->status);
+    const char *ct = sptest_resp_header((sptest_resp *)r, "Content-Type");
+    cJSON_AddStringToObject(o, "contentType", ct != NULL ? ct : "");
+    cJSON_AddItemToObject(o, "body",
+                          r->json != NULL ? cJSON_Duplicate(r->json, true) : cJSON_CreateNull());
+    cJSON_AddBoolToObject(o, "bodyIsJson", r->json != NULL || r->len == 0);
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (line == NULL) return;
+    char file[4096];
+    fmt(file, sizeof file, "%s/%ld.jsonl", dir, (long)getpid());
+    pthread_mutex_lock(&g_record_mu);
+    mkdir(dir, 0755);
+    int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        size_t n = strlen(line);
+        line[n] = '\n'; /* replaces the NUL: written with its length */
+        if (write(fd, line, n + 1) != (ssize_t)(n + 1)) logf_("cannot record to %s", file);
+        close(fd);
+    }
+    pthread_mutex_unlock(&g_record_mu);
+    free(line);
+}
+
 sptest_resp *sptest_http(const char *method, const char *url, const char *const *headers,
                          const char *body, size_t len)
 {
@@ -1367,6 +1408,7 @@ sptest_resp *sptest_http(const char *method, const char *url, const char *const 
     curl_slist_free_all(hl);
     curl_easy_cleanup(c);
     if (r->pub.len) r->pub.json = cJSON_ParseWithLength(r->pub.body, r->pub.len);
+    record_response(method, url, &r->pub);
     return &r->pub;
 }
 
@@ -1452,8 +1494,8 @@ void sptest_unique_email(char *buf, size_t len, const char *tag)
     static atomic_uint n;
     uint32_t r = 0;
     if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = (uint32_t)time(NULL);
-    snprintf(buf, len, "%s-%d-%u-%08x@example.com", tag, (int)getpid(),
-             atomic_fetch_add(&n, 1) + 1, r);
+    snprintf(buf, len, "%s-%d-%u-%08x@example.com", tag, (int)getpid(), atomic_fetch_add(&n, 1) + 1,
+             r);
 }
 
 char *sptest_json_obj(const char *key, ...)

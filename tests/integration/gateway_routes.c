@@ -567,6 +567,110 @@ START_TEST(null_is_refused_without_cleared)
 }
 END_TEST
 
+/* ---- the OpenAPI document built from routes and descriptors (openapi_gen.c) ---------- */
+
+static const char gen_notes[] =
+    "{\"openapi\":\"3.1.0\",\"paths\":{},\"components\":{\"schemas\":{}},"
+    "\"operations\":{"
+    "\"GET /v1/widgets\":{\"operationId\":\"listWidgets\",\"tags\":[\"w\"],"
+    "\"summary\":\"List\",\"params\":{\"status\":\"Only these.\"}},"
+    "\"PATCH /v1/widgets/{id}\":{\"operationId\":\"updateWidget\",\"tags\":[\"w\"],"
+    "\"summary\":\"Update\",\"description\":\"Changes it.\",\"errors\":[409]}},"
+    "\"messages\":{\"sp.gwtest.v1.Widget\":{\"set\":[\"id\"],"
+    "\"fields\":{\"name\":{\"maxLength\":80}}},"
+    "\"sp.gwtest.v1.UpdateWidgetRequest\":{\"required\":[\"name\"]}}}";
+
+static cJSON *build_doc(const char *notes, char *why, size_t whylen)
+{
+    const gw_route table[] = {list_route, patch_route};
+    return gw_openapi_build(table, 2, notes, strlen(notes), why, whylen);
+}
+
+static const cJSON *at(const cJSON *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, "|", &save); k != NULL && o != NULL;
+         k = strtok_r(NULL, "|", &save))
+        o = cJSON_GetObjectItemCaseSensitive(o, k);
+    return o;
+}
+
+START_TEST(openapi_schemas_come_from_the_descriptors_and_the_table)
+{
+    char why[256] = "";
+    cJSON *doc = build_doc(gen_notes, why, sizeof(why));
+    ck_assert_msg(doc != NULL, "%s", why);
+    /* the list's items: every field written, null unless "set", the notes' keywords merged */
+    const cJSON *w = at(doc, "components|schemas|Widget");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(cJSON_GetArraySize(at(w, "required")), 2);
+    ck_assert_str_eq(at(w, "properties|id|type")->valuestring, "string");
+    ck_assert_ptr_nonnull(at(w, "properties|name|anyOf"));
+    ck_assert_int_eq(cJSON_GetArrayItem(at(w, "properties|name|anyOf"), 0)->child->next->valueint,
+                     80);
+    ck_assert(cJSON_IsFalse(at(w, "additionalProperties")));
+    /* the query parameters by their JSON names, with the field's type */
+    const cJSON *ps = at(doc, "paths|/v1/widgets|get|parameters");
+    bool lat = false;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ps)
+    {
+        const cJSON *name = at(p, "name");
+        if (name != NULL && strcmp(name->valuestring, "lat") == 0)
+            lat = strcmp(at(p, "schema|type")->valuestring, "number") == 0;
+    }
+    ck_assert(lat);
+    /* roles from the table: 401 and 403; a path parameter: 404; the notes' 409 */
+    const cJSON *rs = at(doc, "paths|/v1/widgets/{id}|patch|responses");
+    ck_assert_ptr_nonnull(at(rs, "200"));
+    ck_assert_ptr_nonnull(at(rs, "401"));
+    ck_assert_ptr_nonnull(at(rs, "403"));
+    ck_assert_ptr_nonnull(at(rs, "404"));
+    ck_assert_ptr_nonnull(at(rs, "409"));
+    ck_assert_ptr_nonnull(at(rs, "413"));
+    ck_assert_ptr_null(at(doc, "paths|/v1/widgets|get|responses|413"));
+    ck_assert_ptr_nonnull(strstr(at(doc, "paths|/v1/widgets/{id}|patch|description")->valuestring,
+                                 "Roles: `admin`, `client_admin`."));
+    /* the body: the request message less the path parameter and 'cleared'; clearable
+     * fields take null; required from the notes */
+    const cJSON *b = at(doc, "components|schemas|UpdateWidgetRequest");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_null(at(b, "properties|id"));
+    ck_assert_ptr_null(at(b, "properties|cleared"));
+    ck_assert_ptr_nonnull(at(b, "properties|lotId|anyOf"));
+    ck_assert_str_eq(cJSON_GetArrayItem(at(b, "required"), 0)->valuestring, "name");
+    cJSON_Delete(doc);
+}
+END_TEST
+
+/* The notes must describe the table exactly: each of these is refused, naming the cause. */
+static const struct {
+    const char *from, *to, *why;
+} bad_notes[] = {
+    {"\"GET /v1/widgets\"", "\"GET /v1/gadgets\"", "no operation: GET /v1/widgets"},
+    {"\"name\":{\"maxLength\"", "\"nmae\":{\"maxLength\"", "names no field nmae"},
+    {"[\"name\"]", "[\"title\"]", "names no field title"},
+    {"[409]", "[418]", "an error status without a response"},
+    {"sp.gwtest.v1.Widget\"", "sp.gwtest.v1.Gadget\"", "a message no route uses"},
+    {"\"summary\":\"List\",", "", "no tags, summary or operationId"},
+};
+
+START_TEST(openapi_notes_that_do_not_fit_the_table_are_refused)
+{
+    char notes[sizeof(gen_notes) + 64];
+    const char *hit = strstr(gen_notes, bad_notes[_i].from);
+    ck_assert_ptr_nonnull(hit);
+    snprintf(notes, sizeof(notes), "%.*s%s%s", (int)(hit - gen_notes), gen_notes, bad_notes[_i].to,
+             hit + strlen(bad_notes[_i].from));
+    char why[256] = "";
+    cJSON *doc = build_doc(notes, why, sizeof(why));
+    ck_assert_ptr_null(doc);
+    ck_assert_msg(strstr(why, bad_notes[_i].why) != NULL, "why: %s", why);
+    ck_assert_ptr_null(build_doc("[]", why, sizeof(why)));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gateway_routes");
@@ -588,6 +692,9 @@ int main(void)
     tcase_add_test(tc, null_clears_optional_fields_of_a_message_with_cleared);
     tcase_add_test(tc, no_body_is_empty_only_where_the_body_is_optional);
     tcase_add_test(tc, null_is_refused_without_cleared);
+    tcase_add_test(tc, openapi_schemas_come_from_the_descriptors_and_the_table);
+    tcase_add_loop_test(tc, openapi_notes_that_do_not_fit_the_table_are_refused, 0,
+                        (int)(sizeof(bad_notes) / sizeof(bad_notes[0])));
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
