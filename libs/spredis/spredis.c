@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,9 +163,28 @@ void spredis_destroy(spredis *r)
     free(r);
 }
 
+/* Whether the server closed an idle connection (it restarted, or timed the client out):
+ * Redis sends nothing unasked on a command connection, so a socket readable before we
+ * send is EOF or an error. One poll() without waiting. */
+static bool closed_by_server(spredis *r)
+{
+    struct pollfd p = {.fd = r->ctx->fd, .events = POLLIN};
+    int n;
+    do
+        n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n > 0;
+}
+
 static bool ensure_connected(spredis *r)
 {
-    if (r->ctx) return true;
+    if (r->ctx && !closed_by_server(r)) return true;
+    if (r->ctx) {
+        /* found before sending: connect again at once (the last attempt succeeded), so the
+         * first command after a restart of Redis does not fail */
+        sp_log_info(NULL, "redis_connection_closed", "host", r->host);
+        return connect_now(r);
+    }
     if (sp_monotonic_us() - r->last_attempt_us < RECONNECT_INTERVAL_US) return false;
     return connect_now(r);
 }

@@ -17,7 +17,8 @@ sp_status spredis_create(spredis **out, const char *url, int timeout_ms);
 void spredis_destroy(spredis *r);
 
 /* Runs one command given as argv (binary safe, never a format string built from input).
- * Reconnects first when the context is dead (at most once per 200 ms). *out is the reply
+ * Reconnects first when the context is dead (at most once per 200 ms) or the server closed
+ * it while idle (a restart of Redis: at once, so the command still runs). *out is the reply
  * (caller frees with freeReplyObject; out may be NULL). A Redis error reply is returned in
  * *out with SP_OK: check reply->type. Connection failure or timeout: SP_ERR_UNAVAILABLE. */
 sp_status spredis_command(redisReply **out, spredis *r, int argc, const char **argv,

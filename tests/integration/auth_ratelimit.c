@@ -506,15 +506,19 @@ START_TEST(redis_down_login_is_503_register_works_and_recovers)
     must_register(other); /* register does not need the counters */
 
     sptest_restart(E, &E->redis);
-    /* a worker reconnects at most once per 200 ms (spredis): allow that long */
-    r = login_xff(ip, email, PASSWORD);
-    for (int i = 0; i < 20 && r.status == 503; i++) {
-        usleep(100 * 1000);
-        r = login_xff(ip, email, PASSWORD);
+    /* Each auth worker tries to reconnect at most once per 200 ms (spredis): one that
+     * failed just before the restart answers 503 for up to that long, whichever account
+     * it serves. Allow it for each login. */
+    const char *accounts[] = {email, other};
+    const char *what[] = {"after restart", "registered while down"};
+    for (size_t a = 0; a < 2; a++) {
+        r = login_xff(ip, accounts[a], PASSWORD);
+        for (int i = 0; i < 20 && r.status == 503; i++) {
+            usleep(100 * 1000);
+            r = login_xff(ip, accounts[a], PASSWORD);
+        }
+        ck_assert_msg(r.status == 200, "%s: %ld %s", what[a], r.status, r.code);
     }
-    ck_assert_msg(r.status == 200, "after restart: %ld %s", r.status, r.code);
-    r = login_xff(ip, other, PASSWORD);
-    ck_assert_msg(r.status == 200, "registered while down: %ld %s", r.status, r.code);
 }
 END_TEST
 

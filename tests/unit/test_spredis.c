@@ -146,6 +146,20 @@ START_TEST(server_down_is_unavailable_fast_and_restart_reconnects)
 }
 END_TEST
 
+START_TEST(first_command_after_a_restart_succeeds)
+{
+    spredis *r = create_ok(env->redis_url);
+    ck_assert(spredis_ping(r));
+    sptest_kill(&env->redis, SIGKILL);
+    sptest_restart(env, &env->redis);
+    /* the idle connection died with the old server: found before sending, replaced at
+     * once, and the command runs on the new one */
+    ck_assert_int_eq(spredis_cmd(NULL, r, "PING", NULL), SP_OK);
+    ck_assert_uint_eq(spredis_generation(r), 2);
+    spredis_destroy(r);
+}
+END_TEST
+
 START_TEST(created_while_server_down_is_ok_and_unavailable)
 {
     char url[64];
@@ -192,6 +206,7 @@ int main(void)
     tcase_add_test(tc, db_number_in_url_selects_the_database);
     tcase_add_test(tc, password_in_url_is_sent_with_auth);
     tcase_add_test(tc, server_down_is_unavailable_fast_and_restart_reconnects);
+    tcase_add_test(tc, first_command_after_a_restart_succeeds);
     tcase_add_test(tc, created_while_server_down_is_ok_and_unavailable);
     tcase_add_test(tc, bad_urls_are_validation_failed);
     suite_add_tcase(s, tc);
