@@ -178,8 +178,8 @@ static bool closed_by_server(spredis *r)
 
 static bool ensure_connected(spredis *r)
 {
-    if (r->ctx && !closed_by_server(r)) return true;
     if (r->ctx) {
+        if (!closed_by_server(r)) return true;
         /* found before sending: connect again at once (the last attempt succeeded), so the
          * first command after a restart of Redis does not fail */
         sp_log_info(NULL, "redis_connection_closed", "host", r->host);

@@ -81,6 +81,14 @@ sp_status gw_routes_check(const gw_route *routes, size_t n, char *why, size_t wh
 /* The bus subject of 'route' into out ("sp.auth.v1.Login"); false when it does not fit. */
 bool gw_route_subject(char *out, size_t outlen, const gw_route *route);
 
+/* The field of 'd' whose JSON name (sppb_camel of its name) is name[0..n), or NULL: how
+ * path and query parameters and body keys find their fields. */
+const ProtobufCFieldDescriptor *gw_field_by_json(const ProtobufCMessageDescriptor *d,
+                                                 const char *name, size_t n);
+
+/* The 'repeated string cleared = 15' field of a PATCH message, or NULL. */
+const ProtobufCFieldDescriptor *gw_cleared_field(const ProtobufCMessageDescriptor *d);
+
 /* The route's GW_ROLE_* bit of a token's role ("admin"); 0 for any other role. */
 unsigned gw_role_bit(const char *role);
 
@@ -193,10 +201,11 @@ cJSON *gw_openapi_build(const gw_route *routes, size_t n, const char *notes, siz
                         char *why, size_t whylen);
 
 /* Builds the gateway's document from its table and the notes built in, once, before
- * gw_openapi_serve; false with 'why' (the gateway refuses to start). */
-bool gw_openapi_init(char *why, size_t whylen);
+ * gw_openapi_serve: compact for serving, 'indented' for `gateway --openapi`; false with
+ * 'why' (the gateway refuses to start). */
+bool gw_openapi_init(bool indented, char *why, size_t whylen);
 
-/* The document gw_openapi_init built (indented JSON, for `gateway --openapi`). */
+/* The document gw_openapi_init built. */
 const char *gw_openapi_text(size_t *len);
 
 /* Answers GET/HEAD /v1/openapi.json (the document built at start) and /docs (the page

@@ -13,27 +13,18 @@
 
 static const sp_cfg_item config[] = {
     {"SP_HTTP_ADDR", SP_CFG_STR, "127.0.0.1:8080", 3, 64, "public HTTP listener, host:port"},
-    {"SP_ADMIN_ADDR", SP_CFG_STR, "127.0.0.1:9100", 3, 64,
-     "admin listener (/healthz, /readyz, /metrics)"},
-    {"SP_HTTP_THREADS", SP_CFG_INT, "128", 16, 1024,
-     "HTTP worker threads (one per keep-alive connection)"},
-    {"SP_HTTP_MAX_BODY", SP_CFG_INT, "1048576", 1024, 16777216,
-     "largest request body in bytes (413 beyond)"},
-    {"SP_HTTP_MAX_HEADER", SP_CFG_INT, "8192", 1024, 65536,
-     "largest request line plus headers in bytes"},
+    {"SP_ADMIN_ADDR", SP_CFG_STR, "127.0.0.1:9100", 3, 64, "admin listener (/healthz, /readyz, /metrics)"},
+    {"SP_HTTP_THREADS", SP_CFG_INT, "128", 16, 1024, "HTTP worker threads (one per keep-alive connection)"},
+    {"SP_HTTP_MAX_BODY", SP_CFG_INT, "1048576", 1024, 16777216, "largest request body in bytes (413 beyond)"},
+    {"SP_HTTP_MAX_HEADER", SP_CFG_INT, "8192", 1024, 65536, "largest request line plus headers in bytes"},
     {"SP_BUS_TIMEOUT_MS", SP_CFG_INT, "2000", 100, 60000, "deadline of a bus request (503 beyond)"},
-    {"SP_NATS_URL", SP_CFG_STR, "nats://127.0.0.1:4222", 1, 1024,
-     "NATS server(s), comma-separated"},
+    {"SP_NATS_URL", SP_CFG_STR, "nats://127.0.0.1:4222", 1, 1024, "NATS server(s), comma-separated"},
     {"SP_NATS_USER", SP_CFG_STR, "gateway", 0, 128, "NATS user"},
     {"SP_NATS_PASSWORD", SP_CFG_SECRET, "", 0, 256, "NATS password"},
-    {"SP_NATS_CONNECTIONS", SP_CFG_INT, "1", 1, 64,
-     "NATS connections requests are spread over (one batches best, bench/results)"},
-    {"SP_REDIS_URL", SP_CFG_STR, "redis://127.0.0.1:56379", 1, 1024,
-     "Redis, redis://[:password@]host:port[/db]"},
-    {"SP_ACCESS_TTL_S", SP_CFG_INT, "900", 60, 86400,
-     "access token lifetime, seconds (same as auth): how long a revoked session is remembered"},
-    {"SP_JWT_SECRET", SP_CFG_SECRET, NULL, 32, 4096,
-     "HS256 key of access tokens (the string's bytes; same as auth)"},
+    {"SP_NATS_CONNECTIONS", SP_CFG_INT, "1", 1, 64, "NATS connections requests are spread over (one batches best, bench/results)"},
+    {"SP_REDIS_URL", SP_CFG_STR, "redis://127.0.0.1:56379", 1, 1024, "Redis, redis://[:password@]host:port[/db]"},
+    {"SP_ACCESS_TTL_S", SP_CFG_INT, "900", 60, 86400, "access token lifetime, seconds (same as auth): how long a revoked session is remembered"},
+    {"SP_JWT_SECRET", SP_CFG_SECRET, NULL, 32, 4096, "HS256 key of access tokens (the string's bytes; same as auth)"},
     {"SP_JWT_ISSUER", SP_CFG_STR, "smartpark", 1, 256, "required 'iss' of access tokens"},
     {"SP_JWT_AUDIENCE", SP_CFG_STR, "smartpark-api", 1, 256, "required 'aud' of access tokens"},
     {"SP_SHUTDOWN_S", SP_CFG_INT, "10", 1, 300, "seconds allowed to finish open work on SIGTERM"},
@@ -62,28 +53,17 @@ static struct mg_context *start_http(const sp_config *cfg, gw_state *g)
     /* pitfalls.md, CivetWeb: keep-alive on, no Nagle, a request timeout, no CORS by
      * default, no document_root (so no files and no directory listing). */
     const char *options[] = {
-        "listening_ports",
-        sp_config_str(cfg, "SP_HTTP_ADDR"),
-        "num_threads",
-        threads,
-        "enable_keep_alive",
-        "yes",
-        "tcp_nodelay",
-        "1",
-        "request_timeout_ms",
-        "10000",
-        "keep_alive_timeout_ms",
-        "5000",
-        "max_request_size",
-        header,
-        "access_control_allow_origin",
-        "",
-        "access_control_allow_methods",
-        "",
-        "access_control_allow_headers",
-        "",
-        "enable_directory_listing",
-        "no",
+        "listening_ports", sp_config_str(cfg, "SP_HTTP_ADDR"),
+        "num_threads", threads,
+        "enable_keep_alive", "yes",
+        "tcp_nodelay", "1",
+        "request_timeout_ms", "10000",
+        "keep_alive_timeout_ms", "5000",
+        "max_request_size", header,
+        "access_control_allow_origin", "",
+        "access_control_allow_methods", "",
+        "access_control_allow_headers", "",
+        "enable_directory_listing", "no",
         NULL,
     };
     struct mg_callbacks cb;
@@ -102,7 +82,7 @@ int main(int argc, char **argv)
         size_t n = 0;
         const gw_route *routes = gw_routes(&n);
         if (gw_routes_check(routes, n, err, sizeof(err)) != SP_OK ||
-            !gw_openapi_init(err, sizeof(err))) {
+            !gw_openapi_init(true, err, sizeof(err))) {
             fprintf(stderr, "gateway: %s\n", err);
             return 2;
         }
@@ -127,7 +107,7 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The notes built in must describe this table: refuse to start otherwise. */
-    if (!gw_openapi_init(err, sizeof(err))) {
+    if (!gw_openapi_init(false, err, sizeof(err))) {
         sp_log_error(NULL, "openapi_invalid", "why", err);
         fprintf(stderr, "gateway: openapi: %s\n", err);
         sp_config_destroy(cfg);

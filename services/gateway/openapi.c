@@ -19,36 +19,31 @@ extern unsigned int sp_api_html_len;
 /* Set once by gw_openapi_init, before the listener starts; read-only afterwards. */
 static unsigned char *g_doc;
 static unsigned int g_doc_len;
-static char *g_doc_pretty;
 
-bool gw_openapi_init(char *why, size_t whylen)
+bool gw_openapi_init(bool indented, char *why, size_t whylen)
 {
     size_t n = 0;
     const gw_route *routes = gw_routes(&n);
     cJSON *doc = gw_openapi_build(routes, n, (const char *)sp_openapi_notes_json,
                                   sp_openapi_notes_json_len, why, whylen);
     if (doc == NULL) return false;
-    char *text = cJSON_PrintUnformatted(doc);
-    char *pretty = cJSON_Print(doc);
+    char *text = indented ? cJSON_Print(doc) : cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
-    if (text == NULL || pretty == NULL || strlen(text) > UINT_MAX) {
+    if (text == NULL || strlen(text) > UINT_MAX) {
         free(text);
-        free(pretty);
         snprintf(why, whylen, "out of memory");
         return false;
     }
     free(g_doc);
-    free(g_doc_pretty);
     g_doc = (unsigned char *)text;
     g_doc_len = (unsigned int)strlen(text);
-    g_doc_pretty = pretty;
     return true;
 }
 
 const char *gw_openapi_text(size_t *len)
 {
-    *len = g_doc_pretty != NULL ? strlen(g_doc_pretty) : 0;
-    return g_doc_pretty;
+    *len = g_doc_len;
+    return (const char *)g_doc;
 }
 
 /* The page runs its own inline script and fetches the document from this origin only. */

@@ -221,24 +221,6 @@ static const struct {
     {503, "Unavailable"},
 };
 
-static const ProtobufCFieldDescriptor *field_named(const ProtobufCMessageDescriptor *d,
-                                                   const char *json_name)
-{
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        char name[128];
-        sppb_field_json_name(name, sizeof(name), &d->fields[i]);
-        if (strcmp(name, json_name) == 0) return &d->fields[i];
-    }
-    return NULL;
-}
-
-static bool route_has_cleared(const gw_route *r)
-{
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(r->req_desc, GW_CLEARED_FIELD);
-    return f != NULL && f->id == GW_CLEARED_ID;
-}
-
 /* The parameters of route 'r': X-Request-Id, the path's, the query's. 'skip' gets their
  * JSON names (they are not body fields). */
 static cJSON *parameters(gen *g, const gw_route *r, const cJSON *onotes, cJSON *skip)
@@ -271,7 +253,7 @@ static cJSON *parameters(gen *g, const gw_route *r, const cJSON *onotes, cJSON *
                                             strcmp(name, "limit") == 0 ? "Limit" : "Cursor"));
             continue;
         }
-        const ProtobufCFieldDescriptor *f = field_named(r->req_desc, name);
+        const ProtobufCFieldDescriptor *f = gw_field_by_json(r->req_desc, name, strlen(name));
         if (f == NULL) { /* gw_routes_check refuses it first */
             fail(g, "query parameter without a field", name);
             continue;
@@ -288,7 +270,8 @@ static cJSON *parameters(gen *g, const gw_route *r, const cJSON *onotes, cJSON *
         cJSON_AddItemToObject(o, "schema", s);
         cJSON_AddItemToArray(ps, o);
     }
-    if (route_has_cleared(r)) cJSON_AddItemToArray(skip, cJSON_CreateString(GW_CLEARED_FIELD));
+    if (gw_cleared_field(r->req_desc) != NULL)
+        cJSON_AddItemToArray(skip, cJSON_CreateString(GW_CLEARED_FIELD));
     return ps;
 }
 
@@ -375,9 +358,9 @@ static void add_operation(gen *g, cJSON *paths, const gw_route *r)
         if (cJSON_GetObjectItemCaseSensitive(g->schemas, name) != NULL) {
             fail(g, "two schemas of one name", name);
         } else {
-            cJSON_AddItemToObject(
-                g->schemas, name,
-                message_schema(g, r->req_desc, false, skip, route_has_cleared(r)));
+            cJSON_AddItemToObject(g->schemas, name,
+                                  message_schema(g, r->req_desc, false, skip,
+                                                 (gw_cleared_field(r->req_desc) != NULL)));
         }
         cJSON_AddItemToObject(
             rb, "content",

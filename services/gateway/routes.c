@@ -101,9 +101,8 @@ static bool is_name(const char *s, size_t n)
     return true;
 }
 
-/* The field of 'd' whose JSON name (sppb_camel of its name) is name[0..n), or NULL. */
-static const ProtobufCFieldDescriptor *field_by_json(const ProtobufCMessageDescriptor *d,
-                                                     const char *name, size_t n)
+const ProtobufCFieldDescriptor *gw_field_by_json(const ProtobufCMessageDescriptor *d,
+                                                 const char *name, size_t n)
 {
     char camel[128];
     for (unsigned i = 0; i < d->n_fields; i++) {
@@ -125,8 +124,7 @@ static bool declared(const char *list, const char *name, size_t n)
     return false;
 }
 
-/* The 'repeated string cleared = 15' field of a PATCH message, or NULL. */
-static const ProtobufCFieldDescriptor *cleared_field(const ProtobufCMessageDescriptor *d)
+const ProtobufCFieldDescriptor *gw_cleared_field(const ProtobufCMessageDescriptor *d)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(d, GW_CLEARED_FIELD);
@@ -199,7 +197,7 @@ static bool check_pattern(const gw_route *r, char *why, size_t len)
                     snprintf(why, len, "path parameter '%.*s' appears twice", (int)(n - 2), p + 1);
                     return false;
                 }
-            const ProtobufCFieldDescriptor *f = field_by_json(r->req_desc, p + 1, n - 2);
+            const ProtobufCFieldDescriptor *f = gw_field_by_json(r->req_desc, p + 1, n - 2);
             if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
                 f->label == PROTOBUF_C_LABEL_REPEATED) {
                 snprintf(why, len,
@@ -267,7 +265,7 @@ static bool check_query(const gw_route *r, char *why, size_t len)
             snprintf(why, len, "'%.*s' is both a path and a query parameter", (int)n, p);
             return false;
         }
-        const ProtobufCFieldDescriptor *f = field_by_json(r->req_desc, p, n);
+        const ProtobufCFieldDescriptor *f = gw_field_by_json(r->req_desc, p, n);
         if (f == NULL || f->label == PROTOBUF_C_LABEL_REPEATED ||
             f->type == PROTOBUF_C_TYPE_MESSAGE) {
             snprintf(why, len, "query parameter '%.*s' has no scalar field of that JSON name in %s",
@@ -292,8 +290,8 @@ static bool check_list(const gw_route *r, char *why, size_t len)
         snprintf(why, len, "a list (GW_LIST) declares the query parameters limit and cursor");
         return false;
     }
-    const ProtobufCFieldDescriptor *lim = field_by_json(r->req_desc, "limit", 5);
-    const ProtobufCFieldDescriptor *cur = field_by_json(r->req_desc, "cursor", 6);
+    const ProtobufCFieldDescriptor *lim = gw_field_by_json(r->req_desc, "limit", 5);
+    const ProtobufCFieldDescriptor *cur = gw_field_by_json(r->req_desc, "cursor", 6);
     if (lim == NULL || lim->label != PROTOBUF_C_LABEL_OPTIONAL ||
         (lim->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
         (lim->type != PROTOBUF_C_TYPE_INT32 && lim->type != PROTOBUF_C_TYPE_UINT32) ||
@@ -342,7 +340,7 @@ static bool check_messages(const gw_route *r, char *why, size_t len)
     }
     const ProtobufCFieldDescriptor *cl =
         protobuf_c_message_descriptor_get_field_by_name(in, GW_CLEARED_FIELD);
-    if (cl != NULL && cleared_field(in) == NULL) {
+    if (cl != NULL && gw_cleared_field(in) == NULL) {
         snprintf(why, len, "%s's field 'cleared' is not 'repeated string cleared = %d'", in->name,
                  GW_CLEARED_ID);
         return false;
@@ -523,7 +521,7 @@ void gw_set_params(ProtobufCMessage *in, const gw_param *params, size_t n, sp_ar
     for (size_t i = 0; i < n; i++) {
         /* gw_routes_check made sure of a string field for each {name} */
         const ProtobufCFieldDescriptor *f =
-            field_by_json(in->descriptor, params[i].name, strlen(params[i].name));
+            gw_field_by_json(in->descriptor, params[i].name, strlen(params[i].name));
         if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
             continue;
         *(char **)((char *)in + f->offset) = sp_arena_strdup(arena, params[i].value);
@@ -542,8 +540,8 @@ static bool cursor_ok(const char *c)
 /* limit 1..GW_LIST_MAX_LIMIT, GW_LIST_DEFAULT_LIMIT when absent; a well-formed cursor. */
 static void list_rules(ProtobufCMessage *m, sppb_errors *errs)
 {
-    const ProtobufCFieldDescriptor *lim = field_by_json(m->descriptor, "limit", 5);
-    const ProtobufCFieldDescriptor *cur = field_by_json(m->descriptor, "cursor", 6);
+    const ProtobufCFieldDescriptor *lim = gw_field_by_json(m->descriptor, "limit", 5);
+    const ProtobufCFieldDescriptor *cur = gw_field_by_json(m->descriptor, "cursor", 6);
     if (lim != NULL) {
         protobuf_c_boolean *has = (protobuf_c_boolean *)((char *)m + lim->quantifier_offset);
         void *v = (char *)m + lim->offset;
@@ -697,7 +695,7 @@ sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *j
         *out = m;
         return SP_OK;
     }
-    const ProtobufCFieldDescriptor *cl = cleared_field(d);
+    const ProtobufCFieldDescriptor *cl = gw_cleared_field(d);
     sppb_errors own;
     own.n = 0;
     /* the fields of path parameters come from the path only: a body naming one ({"id":
@@ -723,7 +721,7 @@ sp_status gw_body_decode(ProtobufCMessage **out, const gw_route *route, cJSON *j
                 continue;
             }
             if (!cJSON_IsNull(v)) continue;
-            const ProtobufCFieldDescriptor *f = field_by_json(d, key, strlen(key));
+            const ProtobufCFieldDescriptor *f = gw_field_by_json(d, key, strlen(key));
             if (f == NULL || !clearable(f)) continue; /* sppb refuses it */
             bool dup = false;
             for (size_t i = 0; i < nc; i++)
