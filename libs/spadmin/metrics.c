@@ -3,6 +3,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,25 +23,83 @@ static const char *const k_bound_text[] = {"0.0005", "0.001", "0.0025", "0.005",
                                            "1",      "2.5",   "5",      "10"};
 #define NBOUNDS (sizeof(k_bounds) / sizeof(k_bounds[0]))
 
+/* A series never moves once created (the index and its family point at it), and its
+ * figures are atomics: an observation takes the registry's read lock only to find it, and
+ * threads observing at once never wait on one another. Doubles are kept as their bits. */
 typedef struct {
-    char *labels;              /* "" when none */
-    double value;              /* counter, gauge */
-    uint64_t buckets[NBOUNDS]; /* histogram: per bucket, not cumulative */
-    uint64_t count;
-    double sum;
+    char *labels; /* "" when none */
+    kind k;
+    _Atomic uint64_t value;            /* counter, gauge: a double's bits */
+    _Atomic uint64_t buckets[NBOUNDS]; /* histogram: per bucket, not cumulative */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum; /* a double's bits */
+    uint64_t hash;        /* of name and labels, for the index */
+    const char *name;     /* its family's */
 } series;
 
 typedef struct {
     char *name;
     char *help; /* NULL when not given */
     kind k;
-    series *s;
+    series **s; /* in creation order, for rendering */
     size_t n, cap;
 } family;
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+/* g_mu guards the families, their series lists and the index; the figures of a series are
+ * not under it. Writers (a new family or series, help text) are rare: the first use. */
+static pthread_rwlock_t g_mu = PTHREAD_RWLOCK_INITIALIZER;
 static family *g_fam;
 static size_t g_nfam, g_capfam;
+/* The index: open addressing, linear probing, cap a power of two kept at most half full. */
+static series **g_idx;
+static size_t g_idx_cap, g_idx_n;
+
+/* FNV-1a over name, a NUL and labels. */
+static uint64_t key_hash(const char *name, const char *labels)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = name; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL;
+    for (const char *p = labels; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static series *index_find_locked(const char *name, const char *labels, uint64_t h)
+{
+    if (g_idx_cap == 0) return NULL;
+    for (size_t i = h & (g_idx_cap - 1);; i = (i + 1) & (g_idx_cap - 1)) {
+        series *s = g_idx[i];
+        if (s == NULL) return NULL;
+        if (s->hash == h && strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0) return s;
+    }
+}
+
+static void index_put_locked(series **idx, size_t cap, series *s)
+{
+    size_t i = s->hash & (cap - 1);
+    while (idx[i] != NULL)
+        i = (i + 1) & (cap - 1);
+    idx[i] = s;
+}
+
+static bool index_add_locked(series *s)
+{
+    if ((g_idx_n + 1) * 2 > g_idx_cap) {
+        size_t cap = g_idx_cap ? g_idx_cap * 2 : 64;
+        series **idx = calloc(cap, sizeof(series *));
+        if (idx == NULL) return false;
+        for (size_t i = 0; i < g_idx_cap; i++)
+            if (g_idx[i] != NULL) index_put_locked(idx, cap, g_idx[i]);
+        free(g_idx);
+        g_idx = idx;
+        g_idx_cap = cap;
+    }
+    index_put_locked(g_idx, g_idx_cap, s);
+    g_idx_n++;
+    return true;
+}
 
 static family *family_locked(const char *name, kind k)
 {
@@ -65,46 +124,90 @@ static family *family_locked(const char *name, kind k)
     return f;
 }
 
+/* Creates the series under the write lock (another thread may have created it meanwhile). */
+static series *series_create(const char *name, const char *labels, kind k, uint64_t h)
+{
+    pthread_rwlock_wrlock(&g_mu);
+    series *s = index_find_locked(name, labels, h);
+    if (s != NULL) goto out;
+    family *f = family_locked(name, k);
+    if (f == NULL) goto out;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        series **l = realloc(f->s, cap * sizeof(series *));
+        if (l == NULL) goto out;
+        f->s = l;
+        f->cap = cap;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s != NULL) s->labels = strdup(labels);
+    if (s == NULL || s->labels == NULL) {
+        free(s);
+        s = NULL;
+        goto out;
+    }
+    s->k = f->k;
+    s->hash = h;
+    s->name = f->name;
+    if (!index_add_locked(s)) {
+        free(s->labels);
+        free(s);
+        s = NULL;
+        goto out;
+    }
+    f->s[f->n++] = s;
+out:
+    pthread_rwlock_unlock(&g_mu);
+    return s;
+}
+
 /* The series of 'name' with 'labels', created on first use; NULL when 'name' is already a
  * family of another kind (a programming error: the call is ignored) or on OOM. */
-static series *series_locked(const char *name, const char *labels, kind k)
+static series *series_get(const char *name, const char *labels, kind k)
 {
     if (name == NULL || name[0] == '\0') return NULL;
     if (labels == NULL) labels = "";
-    family *f = family_locked(name, k);
-    if (f == NULL) return NULL;
-    for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->s[i].labels, labels) == 0) return &f->s[i];
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
-        series *s = realloc(f->s, cap * sizeof(*s));
-        if (s == NULL) return NULL;
-        f->s = s;
-        f->cap = cap;
+    uint64_t h = key_hash(name, labels);
+    pthread_rwlock_rdlock(&g_mu);
+    series *s = index_find_locked(name, labels, h);
+    pthread_rwlock_unlock(&g_mu);
+    if (s == NULL) s = series_create(name, labels, k, h);
+    return s != NULL && s->k == k ? s : NULL;
+}
+
+static uint64_t dbits(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+static double bitsd(uint64_t u)
+{
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void atomic_add_double(_Atomic uint64_t *a, double v)
+{
+    uint64_t old = atomic_load_explicit(a, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(a, &old, dbits(bitsd(old) + v),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
     }
-    series *s = &f->s[f->n];
-    memset(s, 0, sizeof(*s));
-    s->labels = strdup(labels);
-    if (s->labels == NULL) return NULL;
-    f->n++;
-    return s;
 }
 
 void spadmin_counter_add(const char *name, const char *labels, double v)
 {
     if (!(v >= 0)) return; /* counters never go down; NaN is refused too */
-    pthread_mutex_lock(&g_mu);
-    series *s = series_locked(name, labels, KIND_COUNTER);
-    if (s != NULL) s->value += v;
-    pthread_mutex_unlock(&g_mu);
+    series *s = series_get(name, labels, KIND_COUNTER);
+    if (s != NULL) atomic_add_double(&s->value, v);
 }
 
 void spadmin_gauge_set(const char *name, const char *labels, double v)
 {
-    pthread_mutex_lock(&g_mu);
-    series *s = series_locked(name, labels, KIND_GAUGE);
-    if (s != NULL) s->value = v;
-    pthread_mutex_unlock(&g_mu);
+    series *s = series_get(name, labels, KIND_GAUGE);
+    if (s != NULL) atomic_store_explicit(&s->value, dbits(v), memory_order_relaxed);
 }
 
 void spadmin_observe(const char *name, const char *labels, double seconds)
@@ -113,14 +216,11 @@ void spadmin_observe(const char *name, const char *labels, double seconds)
     size_t b = 0;
     while (b < NBOUNDS && seconds > k_bounds[b])
         b++;
-    pthread_mutex_lock(&g_mu);
-    series *s = series_locked(name, labels, KIND_HISTOGRAM);
-    if (s != NULL) {
-        if (b < NBOUNDS) s->buckets[b]++;
-        s->count++;
-        s->sum += seconds;
-    }
-    pthread_mutex_unlock(&g_mu);
+    series *s = series_get(name, labels, KIND_HISTOGRAM);
+    if (s == NULL) return;
+    if (b < NBOUNDS) atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+    atomic_add_double(&s->sum, seconds);
 }
 
 void spadmin_metric_help(const char *name, const char *type, const char *help)
@@ -129,7 +229,7 @@ void spadmin_metric_help(const char *name, const char *type, const char *help)
     for (int i = 1; type != NULL && i < 4; i++)
         if (strcmp(type, kind_name[i]) == 0) k = (kind)i;
     if (name == NULL || name[0] == '\0') return;
-    pthread_mutex_lock(&g_mu);
+    pthread_rwlock_wrlock(&g_mu);
     family *f = family_locked(name, k);
     if (f != NULL && help != NULL) {
         char *h = strdup(help);
@@ -138,7 +238,7 @@ void spadmin_metric_help(const char *name, const char *type, const char *help)
             f->help = h;
         }
     }
-    pthread_mutex_unlock(&g_mu);
+    pthread_rwlock_unlock(&g_mu);
 }
 
 /* ---- rendering ------------------------------------------------------------------------ */
@@ -209,26 +309,30 @@ static void render_family_locked(buf *b, const family *f)
     if (f->help != NULL) put_help(b, f->name, f->help);
     put(b, "# TYPE %s %s\n", f->name, kind_name[f->k]);
     for (size_t i = 0; i < f->n; i++) {
-        const series *s = &f->s[i];
+        const series *s = f->s[i];
         bool lab = s->labels[0] != '\0';
         if (f->k != KIND_HISTOGRAM) {
             put(b, lab ? "%s{%s} " : "%s%s ", f->name, s->labels);
-            put_value(b, s->value);
+            put_value(b, bitsd(atomic_load_explicit(&s->value, memory_order_relaxed)));
             put(b, "\n");
             continue;
         }
+        /* The buckets are read one by one while others observe: the count written is
+         * their sum, so that "+Inf" never falls below the last bucket. */
         uint64_t cum = 0;
         for (size_t k = 0; k < NBOUNDS; k++) {
-            cum += s->buckets[k];
+            cum += atomic_load_explicit(&s->buckets[k], memory_order_relaxed);
             put(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, s->labels, lab ? "," : "",
                 k_bound_text[k], (unsigned long long)cum);
         }
+        uint64_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+        if (count < cum) count = cum;
         put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", f->name, s->labels, lab ? "," : "",
-            (unsigned long long)s->count);
+            (unsigned long long)count);
         put(b, lab ? "%s_sum{%s} " : "%s_sum%s ", f->name, s->labels);
-        put_value(b, s->sum);
+        put_value(b, bitsd(atomic_load_explicit(&s->sum, memory_order_relaxed)));
         put(b, lab ? "\n%s_count{%s} %llu\n" : "\n%s_count%s %llu\n", f->name, s->labels,
-            (unsigned long long)s->count);
+            (unsigned long long)count);
     }
 }
 
@@ -295,10 +399,10 @@ char *spadmin_metrics_render(void)
     b.p = malloc(b.cap);
     if (b.p == NULL) return NULL;
     b.p[0] = '\0';
-    pthread_mutex_lock(&g_mu);
+    pthread_rwlock_rdlock(&g_mu);
     for (size_t i = 0; i < g_nfam; i++)
         render_family_locked(&b, &g_fam[i]);
-    pthread_mutex_unlock(&g_mu);
+    pthread_rwlock_unlock(&g_mu);
     put(&b,
         "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
         "# TYPE process_resident_memory_bytes gauge\n"

@@ -5,7 +5,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,11 +80,79 @@ void spcrypto_sha256(uint8_t out[32], const void *data, size_t len)
         crypto_fail("EVP_Digest");
 }
 
+/* HMAC-SHA256 keeps, per thread, an EVP_MAC context keyed with the last key it saw: the
+ * one-shot HMAC() looks the digest and the MAC up in OpenSSL 3's provider store (locks,
+ * allocations) on every call, and the gateway computes one for every token it verifies.
+ * A context keyed once is only reset (EVP_MAC_init with no key keeps the key). Keys of up
+ * to HMAC_CACHE_KEY bytes are kept; longer or empty ones take the one-shot path. */
+#define HMAC_CACHE_KEY 256
+
+typedef struct {
+    EVP_MAC_CTX *ctx;
+    size_t keylen; /* 0: no key set yet */
+    uint8_t key[HMAC_CACHE_KEY];
+} hmac_cache;
+
+static EVP_MAC *g_hmac;
+static pthread_key_t g_hmac_key;
+static bool g_hmac_ok;
+static pthread_once_t g_hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_cache_free(void *p)
+{
+    hmac_cache *c = p;
+    EVP_MAC_CTX_free(c->ctx);
+    OPENSSL_cleanse(c, sizeof *c);
+    free(c);
+}
+
+static void hmac_init_once(void)
+{
+    g_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    g_hmac_ok = g_hmac != NULL && pthread_key_create(&g_hmac_key, hmac_cache_free) == 0;
+}
+
+/* This thread's context, keyed with 'key' and ready for data; NULL when there is none to
+ * have (the caller takes the one-shot path). */
+static EVP_MAC_CTX *hmac_ctx(const void *key, size_t keylen)
+{
+    if (keylen == 0 || keylen > HMAC_CACHE_KEY) return NULL;
+    pthread_once(&g_hmac_once, hmac_init_once);
+    if (!g_hmac_ok) return NULL;
+    hmac_cache *c = pthread_getspecific(g_hmac_key);
+    if (c == NULL) {
+        c = calloc(1, sizeof *c);
+        if (c == NULL) return NULL;
+        c->ctx = EVP_MAC_CTX_new(g_hmac);
+        if (c->ctx == NULL || pthread_setspecific(g_hmac_key, c) != 0) {
+            hmac_cache_free(c);
+            return NULL;
+        }
+    }
+    if (c->keylen == keylen && memcmp(c->key, key, keylen) == 0)
+        return EVP_MAC_init(c->ctx, NULL, 0, NULL) == 1 ? c->ctx : NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    c->keylen = 0;
+    if (EVP_MAC_init(c->ctx, key, keylen, params) != 1) return NULL;
+    memcpy(c->key, key, keylen);
+    c->keylen = keylen;
+    return c->ctx;
+}
+
 void spcrypto_hmac_sha256(uint8_t out[32], const void *key, size_t keylen, const void *data,
                           size_t len)
 {
+    EVP_MAC_CTX *ctx = hmac_ctx(key, keylen);
+    if (ctx != NULL) {
+        size_t n = 0;
+        if (EVP_MAC_update(ctx, data ? data : empty, len) != 1 ||
+            EVP_MAC_final(ctx, out, &n, 32) != 1 || n != 32)
+            crypto_fail("EVP_MAC");
+        return;
+    }
     unsigned int n = 0;
-
     if (keylen > INT_MAX) crypto_fail("HMAC key length");
     if (HMAC(EVP_sha256(), key ? key : empty, (int)keylen, data ? data : empty, len, out, &n) ==
             NULL ||

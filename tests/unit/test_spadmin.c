@@ -202,6 +202,38 @@ START_TEST(increments_from_threads_are_not_lost)
 }
 END_TEST
 
+/* Threads creating many distinct series at once (the index grows under them) keep every
+ * one, each with its own figure. */
+static void *make_series(void *arg)
+{
+    long t = (long)arg;
+    char labels[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(labels, sizeof labels, "t=\"%ld\",i=\"%d\"", t, i);
+        spadmin_counter_add("sp_many_total", labels, (double)(i + 1));
+    }
+    return NULL;
+}
+
+START_TEST(series_created_from_threads_are_all_kept)
+{
+    pthread_t th[4];
+    for (long i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, make_series, (void *)i), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    char *t = spadmin_metrics_render();
+    assert_valid(t);
+    size_t lines = 0;
+    for (const char *p = t; (p = strstr(p, "\nsp_many_total{")) != NULL; p++)
+        lines++;
+    ck_assert_uint_eq(lines, 1200);
+    ck_assert_double_eq(sample(t, "sp_many_total{t=\"3\",i=\"299\"} "), 300);
+    ck_assert_double_eq(sample(t, "sp_many_total{t=\"0\",i=\"0\"} "), 1);
+    free(t);
+}
+END_TEST
+
 /* ---- listener --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -381,6 +413,7 @@ int main(void)
     tcase_add_test(m, histogram_buckets_are_cumulative);
     tcase_add_test(m, process_figures_are_rendered);
     tcase_add_test(m, increments_from_threads_are_not_lost);
+    tcase_add_test(m, series_created_from_threads_are_all_kept);
     tcase_set_timeout(m, 60);
     suite_add_tcase(s, m);
     TCase *l = tcase_create("listener");

@@ -1,6 +1,9 @@
 /* test_spcrypto.c -- unit tests of spcrypto against published vectors (NIST SHA-256,
  * RFC 4231 HMAC-SHA256, RFC 9562 UUIDv5, RFC 4648 base64) and its own contracts. */
 #include <check.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,43 @@ START_TEST(hmac_sha256_rfc4231)
     spcrypto_hmac_sha256(mac, key, keylen, data, datalen);
     hex32(h, mac);
     ck_assert_msg(strcmp(h, want) == 0, "RFC 4231 case %d: got %s", rfc4231_cases[_i], h);
+}
+END_TEST
+
+/* The per-thread keyed context must never carry one key's state into another call: keys
+ * alternating on one thread, from several threads at once, and the uncached lengths (empty,
+ * over 256 bytes) all give OpenSSL's one-shot HMAC(). */
+static void *hmac_round(void *arg)
+{
+    (void)arg;
+    uint8_t key[300], data[64], mac[32], want[32];
+    unsigned int n = 0;
+    static const size_t lens[] = {20, 4, 20, 0, 1, 256, 257, 300, 4, 32};
+    for (int r = 0; r < 200; r++) {
+        size_t kl = lens[r % (sizeof lens / sizeof lens[0])];
+        for (size_t i = 0; i < kl; i++)
+            key[i] = (uint8_t)(i * 7 + (size_t)r % 3);
+        memset(data, r, sizeof data);
+        spcrypto_hmac_sha256(mac, key, kl, data, (size_t)r % sizeof data);
+        if (HMAC(EVP_sha256(), kl ? key : data, (int)kl, data, (size_t)r % sizeof data, want, &n) ==
+                NULL ||
+            n != 32 || memcmp(mac, want, 32) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(hmac_sha256_keys_alternate_and_threads_agree)
+{
+    ck_assert_ptr_null(hmac_round(NULL));
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hmac_round, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc = (void *)1;
+        pthread_join(th[i], &rc);
+        ck_assert_ptr_null(rc);
+    }
 }
 END_TEST
 
@@ -399,6 +439,7 @@ static Suite *spcrypto_suite(void)
     tcase_add_test(t, sha256_448_bit_message);
     tcase_add_loop_test(t, hmac_sha256_rfc4231, 0,
                         (int)(sizeof rfc4231_cases / sizeof rfc4231_cases[0]));
+    tcase_add_test(t, hmac_sha256_keys_alternate_and_threads_agree);
     tcase_add_test(t, random_fills_and_differs);
     tcase_add_test(t, ct_equal_compares);
     suite_add_tcase(s, t);

@@ -329,6 +329,33 @@ START_TEST(tampered_signature_refused)
 }
 END_TEST
 
+/* The signature segment must be the canonical encoding of the MAC: the same 32 bytes
+ * spelled with other trailing bits (base64url's last character of 43 carries 2 spare
+ * bits) are another token and refused, as is a MAC cut short or made longer. */
+START_TEST(noncanonical_or_resized_signature_refused)
+{
+    spjwt_keys k = keys();
+    spjwt_claims c = claims(), got;
+    char *t = sign_ok(&k, &c);
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_OK);
+    char *sig = strrchr(t, '.') + 1;
+    ck_assert_uint_eq(strlen(sig), 43);
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char last = sig[42];
+    int v = (int)(strchr(alphabet, last) - alphabet);
+    sig[42] = alphabet[v ^ 1]; /* a spare bit set: decodes to the same 32 bytes */
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_ERR_INVALID_TOKEN);
+    sig[42] = last;
+    char longer[SPJWT_MAX_TOKEN];
+    snprintf(longer, sizeof longer, "%sAA", t);
+    ck_assert_int_eq(spjwt_verify(&got, &k, longer, NOW), SP_ERR_INVALID_TOKEN);
+    sig[40] = '\0';
+    ck_assert_int_eq(spjwt_verify(&got, &k, t, NOW), SP_ERR_INVALID_TOKEN);
+    free(t);
+}
+END_TEST
+
 /* ---- algorithm confusion --------------------------------------------------------------- */
 
 static const char *none_spellings[] = {"none", "None", "NONE", "nOnE"};
@@ -469,6 +496,53 @@ START_TEST(missing_required_claim_refused)
 }
 END_TEST
 
+/* A claim we read given twice is refused, whichever copy would win. */
+static const char *duplicated[] = {
+    "\"sub\":\"0b6c1f6e-2f7a-4c1e-9a57-3d9d1c7d2a12\"", "\"role\":\"admin\"", "\"exp\":1757690705",
+    "\"iss\":\"smartpark\"", "\"client_id\":\"a\",\"client_id\":\"b\""};
+
+START_TEST(duplicate_claim_refused)
+{
+    char p[1024];
+    payload(p, sizeof p, NULL, duplicated[_i]);
+    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
+    ck_assert_int_eq(verify(t), SP_ERR_INVALID_TOKEN);
+    free(t);
+}
+END_TEST
+
+/* Times are whole seconds as JSON numbers: a fraction, a value beyond 10^15, a boolean or
+ * null is refused; a claim we do not read is ignored. */
+static const char *bad_time[] = {"\"nbf\":1.5",  "\"nbf\":1e300", "\"nbf\":true",
+                                 "\"nbf\":null", "\"nbf\":-1e16", "\"nbf\":[1]"};
+
+START_TEST(non_integer_time_refused)
+{
+    char p[1024];
+    payload(p, sizeof p, NULL, bad_time[_i]);
+    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
+    ck_assert_int_eq(verify(t), SP_ERR_INVALID_TOKEN);
+    free(t);
+    payload(p, sizeof p, NULL, "\"nbf\":1757689000,\"scope\":[1,2],\"x\":{\"y\":null}");
+    t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
+    ck_assert_int_eq(verify(t), SP_OK);
+    free(t);
+}
+END_TEST
+
+/* The payload must be one JSON object: an array, trailing bytes or bad JSON under a valid
+ * signature are refused. */
+START_TEST(payload_not_one_object_refused)
+{
+    static const char *bodies[] = {"[1]", "{\"iss\":\"smartpark\"} x", "{\"iss\":", "\"s\""};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char *t = craft(HS256_HEADER, bodies[i], EVP_sha256(), KEY, sizeof KEY);
+        ck_assert_msg(verify(t) == SP_ERR_INVALID_TOKEN, "payload %s", bodies[i]);
+        free(t);
+    }
+}
+END_TEST
+
 START_TEST(oversize_claim_refused)
 {
     char p[512], extra[128];
@@ -598,6 +672,7 @@ static Suite *spjwt_suite(void)
     tcase_add_test(t, remembered_token_still_expires_and_differs_by_a_byte);
     tcase_add_test(t, tampered_payload_refused);
     tcase_add_test(t, tampered_signature_refused);
+    tcase_add_test(t, noncanonical_or_resized_signature_refused);
     tcase_add_loop_test(t, alg_none_any_case_refused, 0,
                         (int)(sizeof none_spellings / sizeof none_spellings[0]));
     tcase_add_test(t, hs512_same_key_refused);
@@ -615,6 +690,11 @@ static Suite *spjwt_suite(void)
     tcase_add_loop_test(t, missing_required_claim_refused, 0,
                         (int)(sizeof required / sizeof required[0]));
     tcase_add_test(t, oversize_claim_refused);
+    tcase_add_loop_test(t, duplicate_claim_refused, 0,
+                        (int)(sizeof duplicated / sizeof duplicated[0]));
+    tcase_add_loop_test(t, non_integer_time_refused, 0,
+                        (int)(sizeof bad_time / sizeof bad_time[0]));
+    tcase_add_test(t, payload_not_one_object_refused);
     suite_add_tcase(s, t);
 
     t = tcase_create("keys_and_input");
