@@ -1,8 +1,10 @@
 /* test_spcore.c -- the error table, arenas, configuration, JSON-lines logging and time. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "spcore.h"
 
@@ -90,8 +92,7 @@ START_TEST(config_defaults_and_overrides)
     sp_config *c = NULL;
     char err[256] = "";
     char *argv[] = {"prog", NULL};
-    ck_assert_int_eq(sp_config_load(&c, "prog", items, NITEMS, 1, argv, err, sizeof(err)),
-                     SP_OK);
+    ck_assert_int_eq(sp_config_load(&c, "prog", items, NITEMS, 1, argv, err, sizeof(err)), SP_OK);
     ck_assert_ptr_nonnull(c);
     ck_assert_int_eq(sp_config_int(c, "SPT_MAX_BODY"), 2048);
     ck_assert_str_eq(sp_config_str(c, "SPT_ADDR"), "127.0.0.1:8080");
@@ -172,8 +173,7 @@ START_TEST(log_writes_one_json_line_without_secrets)
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "requestId")->valuestring, "req-1");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "msg")->valuestring, "login_failed");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "email")->valuestring, "a\"b@x.io");
-    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "password")->valuestring,
-                     "[redacted]");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "password")->valuestring, "[redacted]");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "refreshToken")->valuestring,
                      "[redacted]");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "line")->valuestring, "x\ny");
@@ -209,13 +209,59 @@ START_TEST(time_parses_rfc3339_variants)
     ck_assert_int_eq(us, 1757689804123456LL);
     ck_assert_int_eq(sp_time_parse(&us, "2025-09-12T17:10:04+02:00"), SP_OK);
     ck_assert_int_eq(us, 1757689804000000LL);
-    const char *bad[] = {"2025-09-12", "2025-09-12T15:10:04", "2025-02-30T00:00:00Z",
-                         "2025-09-12T24:00:00Z", "2025-09-12T15:10:04.1234567Z",
-                         "2025-09-12T15:10:04.Z", "2025-09-12T15:10:04Zjunk",
-                         "2025-13-01T00:00:00Z", "x025-09-12T15:10:04Z", ""};
+    const char *bad[] = {"2025-09-12",
+                         "2025-09-12T15:10:04",
+                         "2025-02-30T00:00:00Z",
+                         "2025-09-12T24:00:00Z",
+                         "2025-09-12T15:10:04.1234567Z",
+                         "2025-09-12T15:10:04.Z",
+                         "2025-09-12T15:10:04Zjunk",
+                         "2025-13-01T00:00:00Z",
+                         "x025-09-12T15:10:04Z",
+                         ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(sp_time_parse(&us, bad[i]) == SP_ERR_VALIDATION_FAILED, "%s", bad[i]);
     ck_assert_int_eq(sp_time_parse(&us, NULL), SP_ERR_VALIDATION_FAILED);
+}
+END_TEST
+
+/* The calendar arithmetic agrees with glibc's gmtime_r across leap days, century years
+ * (2100 is not a leap year, 2000 and 2400 are) and before 1970, and parsing what was
+ * formatted gives the same instant back (to the millisecond). */
+START_TEST(time_agrees_with_gmtime_and_round_trips)
+{
+    char buf[40], want[96];
+    int64_t step = 86400LL * 37 + 3661; /* walks through every month and time of day */
+    for (int64_t sec = -86400LL * 365; sec < 86400LL * 365 * 430; sec += step) {
+        int64_t us = sec * 1000000 + 123000;
+        sp_time_format(buf, sizeof buf, us);
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.123Z", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        ck_assert_str_eq(buf, want);
+        int64_t back = 0;
+        if (sec >= 0) {
+            ck_assert_int_eq(sp_time_parse(&back, buf), SP_OK);
+            ck_assert_int_eq(back, us);
+        }
+    }
+    static const struct {
+        const char *text;
+        int64_t sec;
+    } fixed[] = {{"2000-02-29T00:00:00.000Z", 951782400},
+                 {"2100-03-01T00:00:00.000Z", 4107542400},
+                 {"2400-02-29T23:59:59.000Z", 13574649599},
+                 {"1969-12-31T23:59:59.000Z", -1}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        sp_time_format(buf, sizeof buf, fixed[i].sec * 1000000);
+        ck_assert_str_eq(buf, fixed[i].text);
+    }
+    int64_t us = 0;
+    ck_assert_int_eq(sp_time_parse(&us, "2100-02-29T00:00:00Z"), SP_ERR_VALIDATION_FAILED);
+    ck_assert_int_eq(sp_time_parse(&us, "2400-02-29T23:59:59Z"), SP_OK);
+    ck_assert_int_eq(us, 13574649599LL * 1000000);
 }
 END_TEST
 
@@ -232,6 +278,7 @@ int main(void)
     tcase_add_test(tc, log_writes_one_json_line_without_secrets);
     tcase_add_test(tc, time_formats_milliseconds_utc);
     tcase_add_test(tc, time_parses_rfc3339_variants);
+    tcase_add_test(tc, time_agrees_with_gmtime_and_round_trips);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
