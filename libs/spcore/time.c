@@ -116,7 +116,8 @@ sp_status sp_time_parse(int64_t *out, const char *s)
         return SP_ERR_VALIDATION_FAILED;
     }
     if (*p != '\0') return SP_ERR_VALIDATION_FAILED;
-    int64_t sec = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    int64_t sec =
+        days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se - offset;
     *out = sec * 1000000 + frac;
     return SP_OK;
 }
