@@ -140,17 +140,14 @@ static series *series_create(const char *name, const char *labels, kind k, uint6
         f->cap = cap;
     }
     s = calloc(1, sizeof(*s));
-    if (s != NULL) s->labels = strdup(labels);
-    if (s == NULL || s->labels == NULL) {
-        free(s);
-        s = NULL;
-        goto out;
+    if (s != NULL) {
+        s->labels = strdup(labels);
+        s->k = f->k;
+        s->hash = h;
+        s->name = f->name;
     }
-    s->k = f->k;
-    s->hash = h;
-    s->name = f->name;
-    if (!index_add_locked(s)) {
-        free(s->labels);
+    if (s == NULL || s->labels == NULL || !index_add_locked(s)) {
+        if (s != NULL) free(s->labels);
         free(s);
         s = NULL;
         goto out;

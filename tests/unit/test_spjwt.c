@@ -97,6 +97,17 @@ static void payload(char *out, size_t cap, const char *drop, const char *extra)
 
 #define HS256_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 
+/* verify() of a token crafted with HS256_HEADER, our key and payload(drop, extra). */
+static sp_status verify_payload(const char *drop, const char *extra)
+{
+    char p[1024];
+    payload(p, sizeof p, drop, extra);
+    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
+    sp_status s = verify(t);
+    free(t);
+    return s;
+}
+
 /* ---- what must verify ------------------------------------------------------------------ */
 
 START_TEST(round_trip_all_claims)
@@ -453,11 +464,7 @@ END_TEST
 /* Documented choice: "aud" must be a string; an array is refused even when it holds ours. */
 START_TEST(aud_array_refused)
 {
-    char p[512];
-    payload(p, sizeof p, "aud", "\"aud\":[\"smartpark-api\"]");
-    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
-    ck_assert_int_eq(verify(t), SP_ERR_INVALID_TOKEN);
-    free(t);
+    ck_assert_int_eq(verify_payload("aud", "\"aud\":[\"smartpark-api\"]"), SP_ERR_INVALID_TOKEN);
 }
 END_TEST
 
@@ -488,11 +495,8 @@ static const char *required[] = {"iss", "aud", "sub", "role", "jti", "iat"};
 
 START_TEST(missing_required_claim_refused)
 {
-    char p[512];
-    payload(p, sizeof p, required[_i], "");
-    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
-    ck_assert_msg(verify(t) == SP_ERR_INVALID_TOKEN, "accepted without %s", required[_i]);
-    free(t);
+    ck_assert_msg(verify_payload(required[_i], "") == SP_ERR_INVALID_TOKEN, "accepted without %s",
+                  required[_i]);
 }
 END_TEST
 
@@ -503,11 +507,7 @@ static const char *duplicated[] = {
 
 START_TEST(duplicate_claim_refused)
 {
-    char p[1024];
-    payload(p, sizeof p, NULL, duplicated[_i]);
-    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
-    ck_assert_int_eq(verify(t), SP_ERR_INVALID_TOKEN);
-    free(t);
+    ck_assert_int_eq(verify_payload(NULL, duplicated[_i]), SP_ERR_INVALID_TOKEN);
 }
 END_TEST
 
@@ -518,15 +518,9 @@ static const char *bad_time[] = {"\"nbf\":1.5",  "\"nbf\":1e300", "\"nbf\":true"
 
 START_TEST(non_integer_time_refused)
 {
-    char p[1024];
-    payload(p, sizeof p, NULL, bad_time[_i]);
-    char *t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
-    ck_assert_int_eq(verify(t), SP_ERR_INVALID_TOKEN);
-    free(t);
-    payload(p, sizeof p, NULL, "\"nbf\":1757689000,\"scope\":[1,2],\"x\":{\"y\":null}");
-    t = craft(HS256_HEADER, p, EVP_sha256(), KEY, sizeof KEY);
-    ck_assert_int_eq(verify(t), SP_OK);
-    free(t);
+    ck_assert_int_eq(verify_payload(NULL, bad_time[_i]), SP_ERR_INVALID_TOKEN);
+    ck_assert_int_eq(verify_payload(NULL, "\"nbf\":1757689000,\"scope\":[1,2],\"x\":{\"y\":null}"),
+                     SP_OK);
 }
 END_TEST
 
