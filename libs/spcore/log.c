@@ -4,10 +4,10 @@
  * made the gateway's threads queue behind each other's write (bench/results). */
 #include <errno.h>
 #include <pthread.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "spcore.h"
 
@@ -34,7 +34,7 @@ void sp_log_set_stream(FILE *f)
 
 bool sp_log_key_is_secret(const char *key)
 {
-    static const char *words[] = {"password", "secret", "token", "authorization",
+    static const char *words[] = {"password", "secret",  "token",  "authorization",
                                   "apikey",   "api_key", "cookie", "signature"};
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasestr(key, words[i]) != NULL) return true;
@@ -61,6 +61,32 @@ static void put_str(char **p, char *end, const char *s)
     }
     if (o < end) *o++ = '"';
     *p = o;
+}
+
+size_t sp_url_redact(char *out, size_t n, const char *in)
+{
+    size_t o = 0;
+    for (const char *c = in; *c != '\0';) {
+        const char *sep = strstr(c, "://");
+        if (sep == NULL)
+            sep = c + strlen(c);
+        else
+            sep += 3;
+        /* up to the authority: copied as it is */
+        for (; c < sep; c++)
+            if (o + 1 < n) out[o++] = *c;
+        if (*c == '\0') break;
+        /* the authority ends at the path, query, fragment or the next URL of a list */
+        size_t alen = strcspn(c, "/?#,");
+        const char *at = memrchr(c, '@', alen);
+        if (at != NULL) {
+            for (const char *r = "[redacted]"; *r != '\0'; r++)
+                if (o + 1 < n) out[o++] = *r;
+            c = at; /* the '@' and the host follow */
+        }
+    }
+    if (n > 0) out[o] = '\0';
+    return o;
 }
 
 static void put_raw(char **p, char *end, const char *s)
@@ -97,7 +123,15 @@ void sp_logv(sp_log_level lvl, const char *request_id, const char *msg, va_list 
         put_raw(&p, end, ",");
         put_str(&p, end, k);
         put_raw(&p, end, ":");
-        put_str(&p, end, sp_log_key_is_secret(k) ? "[redacted]" : (v ? v : ""));
+        if (sp_log_key_is_secret(k)) {
+            put_str(&p, end, "[redacted]");
+        } else if (v != NULL && strstr(v, "://") != NULL) {
+            char clean[1024]; /* a URL's user and password never show */
+            sp_url_redact(clean, sizeof(clean), v);
+            put_str(&p, end, clean);
+        } else {
+            put_str(&p, end, v ? v : "");
+        }
     }
     put_raw(&p, end, "}");
     *p++ = '\n';

@@ -69,7 +69,8 @@ typedef enum { SP_LOG_DEBUG, SP_LOG_INFO, SP_LOG_WARN, SP_LOG_ERROR } sp_log_lev
 void sp_log_init(const char *service, sp_log_level min_level);
 void sp_log_set_stream(FILE *f); /* tests */
 /* Fields are key, value string pairs ending with NULL. A key naming a secret ("password",
- * "secret", "token", "authorization", "apiKey", ...) is written as "[redacted]". */
+ * "secret", "token", "authorization", "apiKey", ...) is written as "[redacted]", and the
+ * user and password of a URL in any value as well (sp_url_redact). */
 void sp_log(sp_log_level lvl, const char *request_id, const char *msg, ...);
 void sp_logv(sp_log_level lvl, const char *request_id, const char *msg, va_list ap);
 #define sp_log_debug(rid, ...) sp_log(SP_LOG_DEBUG, rid, __VA_ARGS__, NULL)
@@ -77,6 +78,10 @@ void sp_logv(sp_log_level lvl, const char *request_id, const char *msg, va_list 
 #define sp_log_warn(rid, ...) sp_log(SP_LOG_WARN, rid, __VA_ARGS__, NULL)
 #define sp_log_error(rid, ...) sp_log(SP_LOG_ERROR, rid, __VA_ARGS__, NULL)
 bool sp_log_key_is_secret(const char *key);
+/* Copies 'in' into out (n bytes, always terminated) with the user information of every URL
+ * in it ("nats://u:p@h:4222,nats://h2" -> "nats://[redacted]@h:4222,nats://h2") replaced,
+ * cut at n - 1 bytes; returns the length written. */
+size_t sp_url_redact(char *out, size_t n, const char *in);
 
 /* ---- time ------------------------------------------------------------------------------ */
 

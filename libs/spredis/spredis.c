@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,8 +129,7 @@ static bool connect_now(spredis *r)
     return true;
 }
 
-/* Creates the client; writing to a socket whose server died raises SIGPIPE, which hiredis
- * does not suppress: it is ignored here unless the program already handles it. */
+/* Creates the client. The process's signal handling is the program's (spredis.h: SIGPIPE). */
 sp_status spredis_create(spredis **out, const char *url, int timeout_ms)
 {
     *out = NULL;
@@ -145,11 +143,6 @@ sp_status spredis_create(spredis **out, const char *url, int timeout_ms)
     }
     r->timeout.tv_sec = timeout_ms / 1000;
     r->timeout.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
-
-    struct sigaction sa;
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
-        !(sa.sa_flags & SA_SIGINFO))
-        signal(SIGPIPE, SIG_IGN);
 
     connect_now(r); /* a server that is down now is retried by the commands */
     *out = r;

@@ -12,7 +12,10 @@ typedef struct spredis spredis;
 
 /* url: "redis://[:password@]host:port[/db]". Connect and command timeout in ms. Returns
  * SP_OK even if the server is down (commands then answer SP_ERR_UNAVAILABLE until it
- * is back); SP_ERR_VALIDATION_FAILED for a bad url. */
+ * is back); SP_ERR_VALIDATION_FAILED for a bad url.
+ * hiredis writes with write(2): a command sent to a server that just died raises SIGPIPE,
+ * which kills a program that has not set it to SIG_IGN (the service kit and the gateway
+ * do at start). spredis leaves the process's signal handling as it found it. */
 sp_status spredis_create(spredis **out, const char *url, int timeout_ms);
 void spredis_destroy(spredis *r);
 

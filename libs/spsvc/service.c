@@ -302,6 +302,9 @@ int spsvc_main(const spsvc_def *def, int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
 
+    /* a peer that closed its socket is an error of that write, not the end of the process
+     * (hiredis and libpq write without MSG_NOSIGNAL) */
+    signal(SIGPIPE, SIG_IGN);
     /* every thread started from here on inherits the mask: only sigwait sees the signals */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);

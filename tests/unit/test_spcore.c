@@ -151,6 +151,43 @@ START_TEST(config_help_lists_every_setting)
 }
 END_TEST
 
+/* A URL's user and password never reach a log line, in any field, one URL or a list. */
+START_TEST(url_credentials_are_redacted)
+{
+    static const char *cases[][2] = {
+        {"nats://sp:hunter2@127.0.0.1:4222", "nats://[redacted]@127.0.0.1:4222"},
+        {"nats://a:b@h1:1,nats://h2:2,tls://u@h3",
+         "nats://[redacted]@h1:1,nats://h2:2,tls://[redacted]@h3"},
+        {"postgresql://sp:p%40ss@db:5432/sp?sslmode=disable",
+         "postgresql://[redacted]@db:5432/sp?sslmode=disable"},
+        {"redis://:s3cret@127.0.0.1:6379/0", "redis://[redacted]@127.0.0.1:6379/0"},
+        {"redis://127.0.0.1:6379/0?x=a@b", "redis://127.0.0.1:6379/0?x=a@b"},
+        {"host=db user=sp", "host=db user=sp"},
+        {"x://", "x://"},
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sp_url_redact(out, sizeof(out), cases[i][0]);
+        ck_assert_str_eq(out, cases[i][1]);
+    }
+    char tiny[8];
+    ck_assert_uint_eq(sp_url_redact(tiny, sizeof(tiny), "nats://u:p@h"), 7);
+    ck_assert_str_eq(tiny, "nats://");
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    sp_log_init("unit", SP_LOG_DEBUG);
+    sp_log_set_stream(f);
+    sp_log_info(NULL, "nats_connected", "url", "nats://svc:hunter2@127.0.0.1:4222");
+    sp_log_set_stream(NULL);
+    fclose(f);
+    ck_assert_ptr_null(strstr(buf, "hunter2"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"url\":\"nats://[redacted]@127.0.0.1:4222\""));
+    free(buf);
+}
+END_TEST
+
 START_TEST(log_writes_one_json_line_without_secrets)
 {
     char *buf = NULL;
@@ -276,6 +313,7 @@ int main(void)
     tcase_add_test(tc, config_rejects_out_of_range_and_missing);
     tcase_add_test(tc, config_help_lists_every_setting);
     tcase_add_test(tc, log_writes_one_json_line_without_secrets);
+    tcase_add_test(tc, url_credentials_are_redacted);
     tcase_add_test(tc, time_formats_milliseconds_utc);
     tcase_add_test(tc, time_parses_rfc3339_variants);
     tcase_add_test(tc, time_agrees_with_gmtime_and_round_trips);

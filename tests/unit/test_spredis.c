@@ -192,14 +192,30 @@ START_TEST(bad_urls_are_validation_failed)
 }
 END_TEST
 
+/* The program owns its signal handling: creating a client changes none of it. */
+START_TEST(create_leaves_the_signal_handling_alone)
+{
+    signal(SIGPIPE, SIG_DFL); /* this test runs in a forked child: main's choice is intact */
+    spredis *r = NULL;
+    ck_assert_int_eq(spredis_create(&r, env->redis_url, 1000), SP_OK);
+    struct sigaction sa;
+    ck_assert_int_eq(sigaction(SIGPIPE, NULL, &sa), 0);
+    ck_assert(sa.sa_handler == SIG_DFL);
+    spredis_destroy(r);
+}
+END_TEST
+
 int main(void)
 {
+    /* as the service kit does: Redis killed under a command must not kill the program */
+    signal(SIGPIPE, SIG_IGN);
     sp_log_init("test_spredis", SP_LOG_ERROR);
     env = sptest_start("spredis", SPTEST_REDIS);
     Suite *s = suite_create("spredis");
     TCase *tc = tcase_create("redis");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, binary_values_with_spaces_and_nuls_round_trip);
+    tcase_add_test(tc, create_leaves_the_signal_handling_alone);
     tcase_add_test(tc, string_arguments_are_never_a_format);
     tcase_add_test(tc, error_reply_is_ok_with_error_type);
     tcase_add_test(tc, exists_says_whether_a_key_is_there);
