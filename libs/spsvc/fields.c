@@ -52,42 +52,61 @@ sp_status spsvc_forward_error_reply(spbus_req *req, sp_status s, const Sp__V1__E
     return s;
 }
 
-long spsvc_utf8_len(const char *s)
+int spsvc_utf8_next(const char *s, uint32_t *cp)
 {
     const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-
-    while (*p != '\0') {
-        unsigned c = *p;
-        int more;
-        unsigned cp;
-        if (c < 0x80) {
-            more = 0;
-            cp = c;
-        } else if ((c & 0xE0) == 0xC0) {
-            more = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            more = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        p++;
-        for (int i = 0; i < more; i++, p++) {
-            if ((*p & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (*p & 0x3F);
-        }
-        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
-        if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return -1;
-        n++;
+    unsigned c = p[0];
+    int more;
+    uint32_t v;
+    if (c < 0x80) {
+        *cp = c;
+        return c == 0 ? 0 : 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        more = 1;
+        v = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        more = 2;
+        v = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        more = 3;
+        v = c & 0x07;
+    } else {
+        return -1;
     }
+    for (int i = 1; i <= more; i++) {
+        if ((p[i] & 0xC0) != 0x80) return -1; /* the terminating NUL included */
+        v = (v << 6) | (p[i] & 0x3F);
+    }
+    /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
+    if ((more == 1 && v < 0x80) || (more == 2 && v < 0x800) || (more == 3 && v < 0x10000) ||
+        (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF)
+        return -1;
+    *cp = v;
+    return more + 1;
+}
+
+long spsvc_utf8_len(const char *s)
+{
+    long n = 0;
+    uint32_t cp;
+    for (int k; (k = spsvc_utf8_next(s, &cp)) != 0; s += k, n++)
+        if (k < 0) return -1;
     return n;
+}
+
+bool spsvc_invisible(uint32_t cp)
+{
+    static const uint32_t ranges[][2] = {
+        {0x0000, 0x0020},   {0x007F, 0x00A0},   {0x00AD, 0x00AD},   {0x034F, 0x034F},
+        {0x061C, 0x061C},   {0x115F, 0x1160},   {0x1680, 0x1680},   {0x17B4, 0x17B5},
+        {0x180B, 0x180F},   {0x2000, 0x200F},   {0x2028, 0x202F},   {0x205F, 0x206F},
+        {0x2800, 0x2800},   {0x3000, 0x3000},   {0x3164, 0x3164},   {0xE000, 0xF8FF},
+        {0xFE00, 0xFE0F},   {0xFEFF, 0xFEFF},   {0xFFA0, 0xFFA0},   {0xFFF0, 0xFFFF},
+        {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0000, 0xE0FFF}, {0xF0000, 0x10FFFF},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+        if (cp >= ranges[i][0] && cp <= ranges[i][1]) return true;
+    return false;
 }
 
 static bool has_control(const char *s)

@@ -147,6 +147,14 @@ sp_status spsvc_forward_error_reply(spbus_req *req, sp_status s, const Sp__V1__E
 
 /* Code points of a UTF-8 string; -1 when it is not valid UTF-8. */
 long spsvc_utf8_len(const char *s);
+/* Decodes the code point at s into *cp: its length in bytes, 0 at the end of the string,
+ * -1 when s does not start with valid UTF-8 (overlong, surrogate, past U+10FFFF, cut). */
+int spsvc_utf8_next(const char *s, uint32_t *cp);
+/* Whether cp shows nothing where it stands: controls, spaces of any width, format
+ * characters (zero-width space and joiners, soft hyphen, bidi controls, BOM, tags,
+ * variation selectors), fillers and private use. Such a character in an identifier makes
+ * a look-alike of another one. */
+bool spsvc_invisible(uint32_t cp);
 /* Each check returns NULL when the value is fine, else the reason to report. */
 /* Required text of 1..max code points, valid UTF-8, no control characters, not blank. */
 const char *spsvc_check_text(const char *s, long max);

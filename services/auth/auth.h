@@ -119,7 +119,9 @@ typedef struct {
  * counters, in the same atomic step (a wrong password then has nothing more to do).
  * Replies 503 unavailable when Redis cannot answer (never unlimited), or the database
  * error when lower(email) cannot be computed. */
-sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl);
+typedef enum { AUTH_RL_LOGIN, AUTH_RL_PASSWORD_CHANGE } auth_rl_use; /* the 429's words */
+sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl,
+                                          auth_rl_use use);
 /* The password was right: deletes the account's counter and gives the ip's reservation
  * back, in one atomic step (best effort, logged; replies nothing). */
 void auth_ratelimit_success(spbus_req *req, const auth_rl *rl);

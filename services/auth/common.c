@@ -12,19 +12,67 @@ const char *auth_check_name(const char *s)
     return spsvc_check_text(s, AUTH_NAME_MAX);
 }
 
-/* One '@', a non-empty local part, a domain of non-empty dot-separated labels (at least
- * two), no spaces or control characters. Deliberately loose beyond that: the only real
- * proof of an address is mail reaching it. */
-static bool email_shape_ok(const char *s)
+/* RFC 5322 atext: what an unquoted local part may hold, besides '.' and UTF-8 (RFC 6531) */
+static bool atext(unsigned char c)
 {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+/* A dot-atom local part of 1..64 bytes: atext and UTF-8, dots only between characters. */
+static bool local_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.') return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.' && s[i + 1] == '.') return false;
+        if (c < 0x80 && c != '.' && !atext(c)) return false;
+    }
+    return true;
+}
+
+/* A host name of at most 253 bytes and at least two labels; each label 1..63 bytes of
+ * letters, digits, hyphens (not first or last) and UTF-8 (an IDN as typed); the last
+ * label not all digits (no address literals). */
+static bool domain_ok(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 253) return false;
+    int labels = 0;
+    for (const char *l = s;; labels++) {
+        size_t n = strcspn(l, ".");
+        if (n == 0 || n > 63 || l[0] == '-' || l[n - 1] == '-') return false;
+        bool digits = true;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)l[i];
+            if (c < 0x80 && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                              (c >= '0' && c <= '9') || c == '-'))
+                return false;
+            if (c < '0' || c > '9') digits = false;
+        }
+        if (l[n] == '\0') return labels >= 1 && !digits;
+        l += n + 1;
+    }
+}
+
+/* An address as a mail system takes it: local@domain, one '@', no quoted local part or
+ * address literal (accepted nowhere in practice), nothing invisible anywhere (a
+ * zero-width space or soft hyphen would make a look-alike of another address). Beyond
+ * that the only proof of an address is mail reaching it. */
+static const char *email_shape_reason(const char *s)
+{
+    uint32_t cp;
+    for (const char *p = s; *p != '\0';) {
+        int k = spsvc_utf8_next(p, &cp);
+        if (k <= 0) return "must be valid UTF-8";
+        if (spsvc_invisible(cp)) return "must not contain spaces, control or invisible characters";
+        p += k;
+    }
     const char *at = strchr(s, '@');
-    if (at == NULL || at == s || strchr(at + 1, '@') != NULL) return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        if (*p <= 0x20 || *p == 0x7F) return false;
-    const char *dom = at + 1;
-    size_t len = strlen(dom);
-    if (len == 0 || dom[0] == '.' || dom[len - 1] == '.' || strstr(dom, "..") != NULL) return false;
-    return strchr(dom, '.') != NULL;
+    if (at == NULL || strchr(at + 1, '@') != NULL || !local_ok(s, (size_t)(at - s)) ||
+        !domain_ok(at + 1))
+        return "invalid email address";
+    return NULL;
 }
 
 const char *auth_check_email(const char *s)
@@ -34,8 +82,7 @@ const char *auth_check_email(const char *s)
     if (n < 0) return "must be valid UTF-8";
     if (n == 0) return "must not be empty";
     if (n > AUTH_EMAIL_MAX) return "at most 254 characters";
-    if (!email_shape_ok(s)) return "invalid email address";
-    return NULL;
+    return email_shape_reason(s);
 }
 
 const char *auth_check_password(const char *s)

@@ -23,7 +23,8 @@ static const char *sql_update_me =
     "       m.client_id, m.client_role";
 
 static const char *sql_find_password =
-    "SELECT u.id, u.password_hash FROM auth.users u JOIN auth.people p ON p.id = u.person_id"
+    "SELECT u.id, u.password_hash, p.email"
+    " FROM auth.users u JOIN auth.people p ON p.id = u.person_id"
     " WHERE u.public_id = $1::uuid AND u.deleted_at IS NULL AND p.deleted_at IS NULL"
     "   AND u.active";
 
@@ -103,13 +104,16 @@ static sp_status validate_change_or_reply(spbus_req *req,
 }
 
 /* Finds the live account of 'user_id' (internal id into *id, in the arena) and checks
- * 'current' against its hash: a wrong one replies 400 validation_failed with
- * fields.currentPassword; an account gone replies 401. */
+ * 'current' against its hash, within login's failure limits of that account's email and
+ * the caller's ip (ratelimit.c): 429 while one is at its limit, without checking; a wrong
+ * password is a failure and replies 400 validation_failed with fields.currentPassword; a
+ * right one clears the account's count. An account gone replies 401. */
 static sp_status check_current_or_reply(spbus_req *req, spdb *db, const char *user_id,
                                         const char *current, char **id)
 {
     PGresult *res = NULL;
     const char *params[] = {user_id};
+    auth_rl rl;
 
     *id = NULL;
     sp_status s = spdb_query(&res, db, sql_find_password, 1, params);
@@ -119,15 +123,22 @@ static sp_status check_current_or_reply(spbus_req *req, spdb *db, const char *us
         spbus_reply_error(req, SP_ERR_UNAUTHENTICATED, "account not found", NULL);
         return SP_ERR_UNAUTHENTICATED;
     }
+    s = auth_ratelimit_reserve_or_reply(req, db, PQgetvalue(res, 0, 2), &rl,
+                                        AUTH_RL_PASSWORD_CHANGE);
+    if (s != SP_OK) {
+        PQclear(res);
+        return s;
+    }
     bool ok = spcrypto_password_verify(PQgetvalue(res, 0, 1), current, strlen(current));
     *id = sp_arena_strdup(spbus_req_arena(req), PQgetvalue(res, 0, 0));
     PQclear(res);
-    if (!ok) {
+    if (!ok) { /* the reservation is the failure */
         sp_log_info(spbus_req_id(req), "password_change_refused", "userId", user_id);
         spbus_reply_error(req, SP_ERR_VALIDATION_FAILED, "invalid input", "currentPassword",
                           "incorrect", NULL);
         return SP_ERR_VALIDATION_FAILED;
     }
+    auth_ratelimit_success(req, &rl);
     if (*id == NULL) {
         spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
         return SP_ERR_INTERNAL;

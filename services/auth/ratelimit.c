@@ -1,8 +1,10 @@
 /* ratelimit.c -- login rate limits of the auth service (api.md, "Auth and profile"):
  * failures only, counted per account (the lower-cased email, known or not) and per client
- * ip, in Redis. Fixed windows: the first count of a window creates the counter with the
- * window as its TTL; the counter dies with it. While a counter is at its limit a login is
- * refused (429, Retry-After = what is left of the window) before any password check. While
+ * ip, in Redis. A password change checks the current password against the same counters
+ * (the account's email and the caller's ip): a stolen access token is no better an oracle
+ * for the password than the login form. Fixed windows: the first count of a window creates the
+ * counter with the window as its TTL; the counter dies with it. While a counter is at its limit a
+ * login is refused (429, Retry-After = what is left of the window) before any password check. While
  * Redis is down login answers 503: the limits are never silently off.
  *
  * Exact under concurrency: a login reserves its failure before the password is checked
@@ -113,7 +115,8 @@ static const char *key_ip(const Sp__V1__RequestContext *ctx)
     return ip;
 }
 
-sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl)
+sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *email, auth_rl *rl,
+                                          auth_rl_use use)
 {
     auth_svc *svc = auth_of(req);
     PGresult *res = NULL;
@@ -153,9 +156,13 @@ sp_status auth_ratelimit_reserve_or_reply(spbus_req *req, spdb *db, const char *
     }
     char secs[24];
     snprintf(secs, sizeof(secs), "%lld", wait);
-    sp_log_info(spbus_req_id(req), "login_rate_limited", "retryAfterS", secs);
-    spadmin_counter_add("sp_auth_logins_total", "result=\"rate_limited\"", 1);
-    spbus_reply_error_retry(req, SP_ERR_RATE_LIMITED, "too many failed logins, retry later",
+    bool login = use == AUTH_RL_LOGIN;
+    sp_log_info(spbus_req_id(req), login ? "login_rate_limited" : "password_check_rate_limited",
+                "retryAfterS", secs);
+    if (login) spadmin_counter_add("sp_auth_logins_total", "result=\"rate_limited\"", 1);
+    spbus_reply_error_retry(req, SP_ERR_RATE_LIMITED,
+                            login ? "too many failed logins, retry later"
+                                  : "too many failed password checks, retry later",
                             wait > 86400 ? 86400 : (int)wait);
     return SP_ERR_RATE_LIMITED;
 }

@@ -300,7 +300,7 @@ static sp_status login(spbus_req *req)
     sp_status s = validate_login_or_reply(req, in);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) (void)auth_redis_sync(req, db, 0); /* best effort: rewrites after a restart */
-    if (s == SP_OK) s = auth_ratelimit_reserve_or_reply(req, db, in->email, &rl);
+    if (s == SP_OK) s = auth_ratelimit_reserve_or_reply(req, db, in->email, &rl, AUTH_RL_LOGIN);
     if (s == SP_OK) s = check_credentials_or_reply(req, db, in, &u, &rl);
     if (s == SP_OK) s = open_session_or_reply(req, db, &u, sid, &refresh);
     if (s == SP_OK) s = reply_token_pair(req, &u, sid, refresh, false);

@@ -320,6 +320,80 @@ START_TEST(register_stores_sql_metacharacters_verbatim)
 }
 END_TEST
 
+/* Addresses no mail system takes, or that look like another one: each "%s" is a fresh
+ * unique token, so that a wrongly accepted row cannot collide with another. */
+static const char *const bad_emails[] = {
+    "admin-%s@smartpark.local\u200B", /* zero-width space after: an admin look-alike */
+    "ad\u00ADmin-%s@smartpark.local", /* soft hyphen */
+    "\u200Badmin-%s@example.com",
+    "admin-%s@exa\u200Dmple.com", /* zero-width joiner in the domain */
+    "a-%s@example.com\u202E",     /* right-to-left override */
+    "a-%s\u00A0@example.com",     /* no-break space */
+    "a-%s\u2060@example.com",     /* word joiner */
+    "a-%s@example.com\uFEFF",     /* byte order mark */
+    "a\tb-%s@example.com",
+    "a b-%s@example.com",
+    "<script>%s@example.com",
+    "a..b-%s@example.com",
+    ".a-%s@example.com",
+    "a-%s.@example.com",
+    "\"a-%s\"@example.com",
+    "a-%s@",
+    "a-%s@b@example.com",
+    "a-%s@example",
+    "a-%s@-example.com",
+    "a-%s@example-.com",
+    "a-%s@ex_ample.com",
+    "a-%s@example..com",
+    "a-%s@.example.com",
+    "a-%s@1.2.3.4",
+    "a-%s@[127.0.0.1]",
+    "a-%s@llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.com", /* 64 */
+    "a-%s-llllllllllllllllllllllllllllllllllllllllllllllllllllllll@example.com", /* local 65+ */
+};
+
+/* Addresses mail systems take: RFC 5322 atext, UTF-8 (RFC 6531), a label of 63. */
+static const char *const good_emails[] = {
+    "o'brien+tag-%s@example.co.uk", "jos\u00E9-%s@ex\u00E4mple.de",
+    "a-b_c.d~!#$%%&*/=?^`{|}-%s@sub-domain.example.com",
+    "x-%s@lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.com", /* 63 */
+};
+
+static void email_from(char *out, size_t len, const char *fmt)
+{
+    char unique[128];
+    sptest_unique_email(unique, sizeof(unique), "e");
+    unique[strcspn(unique, "@")] = '\0';
+    snprintf(out, len, fmt, unique + 2); /* without the "e-" */
+}
+
+START_TEST(register_refuses_look_alike_and_malformed_emails)
+{
+    char email[256];
+    email_from(email, sizeof(email), bad_emails[_i]);
+    sptest_resp *r = register_user("Look Alike", email, "password-alike");
+    ck_assert_msg(r->status == 400, "%s: %ld %s", email, r->status, r->body);
+    ck_assert_str_eq(sptest_jstr(r, "error.code"), "validation_failed");
+    ck_assert_msg(sptest_jstr(r, "error.fields.email") != NULL, "%s: %s", email, r->body);
+    sptest_resp_free(r);
+    /* nothing was created: that address does not log in */
+    r = login(email, "password-alike");
+    ck_assert_msg(r->status == 401 || r->status == 400, "%s: %ld %s", email, r->status, r->body);
+    sptest_resp_free(r);
+}
+END_TEST
+
+START_TEST(register_accepts_addresses_mail_systems_take)
+{
+    char email[256];
+    email_from(email, sizeof(email), good_emails[_i]);
+    sptest_resp *r = register_user("Good Address", email, "password-good");
+    ck_assert_msg(r->status == 201, "%s: %ld %s", email, r->status, r->body);
+    ck_assert_str_eq(sptest_jstr(r, "email"), email);
+    sptest_resp_free(r);
+}
+END_TEST
+
 /* ---- login ---------------------------------------------------------------------------- */
 
 START_TEST(login_returns_a_token_pair)
@@ -863,6 +937,10 @@ static Suite *auth_flow_suite(void)
     tcase_add_test(tc, register_accepts_120_multibyte_characters);
     tcase_add_test(tc, register_rejects_unknown_field_and_creates_nothing);
     tcase_add_test(tc, register_stores_sql_metacharacters_verbatim);
+    tcase_add_loop_test(tc, register_refuses_look_alike_and_malformed_emails, 0,
+                        (int)(sizeof(bad_emails) / sizeof(bad_emails[0])));
+    tcase_add_loop_test(tc, register_accepts_addresses_mail_systems_take, 0,
+                        (int)(sizeof(good_emails) / sizeof(good_emails[0])));
     tcase_add_test(tc, login_returns_a_token_pair);
     tcase_add_test(tc, login_failures_answer_the_same);
     tcase_add_test(tc, login_missing_password_is_400);

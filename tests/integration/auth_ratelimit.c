@@ -48,6 +48,7 @@ typedef struct {
     long retry_after; /* -1 when absent */
     char code[64];    /* error.code, or "" */
     double seconds;
+    char *access; /* accessToken of a 200, malloc'd (post_from), or NULL */
 } attempt_res;
 
 static size_t on_body(char *p, size_t size, size_t n, void *user)
@@ -71,19 +72,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
     return len;
 }
 
-/* POST /v1/auth/login {email,password} from source address 'src' (NULL: the default,
- * 127.0.0.1) with 'xff' as X-Forwarded-For (NULL: none). */
-static attempt_res login_from(const char *src, const char *xff, const char *email,
-                              const char *password)
+/* POST 'path' with the JSON 'json' from source address 'src' (NULL: the default,
+ * 127.0.0.1) with 'xff' as X-Forwarded-For (NULL: none) and 'token' as the bearer (NULL:
+ * none). */
+static attempt_res post_from(const char *src, const char *xff, const char *token, const char *path,
+                             const char *json)
 {
     attempt_res res = {.status = 0, .retry_after = -1, .code = ""};
-    char url[256], xh[512];
+    char url[256], xh[512], auth[2048];
     char *body = NULL;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "email", email);
-    cJSON_AddStringToObject(o, "password", password);
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
 
     CURL *c = curl_easy_init();
     ck_assert_ptr_nonnull(c);
@@ -92,7 +89,11 @@ static attempt_res login_from(const char *src, const char *xff, const char *emai
         snprintf(xh, sizeof(xh), "X-Forwarded-For: %s", xff);
         h = curl_slist_append(h, xh);
     }
-    snprintf(url, sizeof(url), "%s/v1/auth/login", E->base_url);
+    if (token != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    snprintf(url, sizeof(url), "%s%s", E->base_url, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
@@ -103,18 +104,31 @@ static attempt_res login_from(const char *src, const char *xff, const char *emai
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
     if (src != NULL) curl_easy_setopt(c, CURLOPT_INTERFACE, src);
     CURLcode rc = curl_easy_perform(c);
-    ck_assert_msg(rc == CURLE_OK, "login %s: %s", email, curl_easy_strerror(rc));
+    ck_assert_msg(rc == CURLE_OK, "POST %s: %s", path, curl_easy_strerror(rc));
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res.status);
     curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &res.seconds);
     cJSON *j = body != NULL ? cJSON_Parse(body) : NULL;
     const cJSON *code =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
     if (cJSON_IsString(code)) snprintf(res.code, sizeof(res.code), "%s", code->valuestring);
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(j, "accessToken");
+    if (cJSON_IsString(at)) res.access = strdup(at->valuestring);
     cJSON_Delete(j);
     free(body);
-    free(json);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    return res;
+}
+
+/* POST /v1/auth/login {email,password}, as post_from. */
+static attempt_res login_from(const char *src, const char *xff, const char *email,
+                              const char *password)
+{
+    char *json = sptest_json_obj("email", email, "password", password, NULL);
+    attempt_res res = post_from(src, xff, NULL, "/v1/auth/login", json);
+    free(json);
+    free(res.access);
+    res.access = NULL;
     return res;
 }
 
@@ -522,6 +536,76 @@ START_TEST(redis_down_login_is_503_register_works_and_recovers)
 }
 END_TEST
 
+/* ---- password change --------------------------------------------------------------- */
+
+/* POST /v1/me/password with 'token' from X-Forwarded-For 'ip'. */
+static attempt_res change_password(const char *ip, const char *token, const char *current,
+                                   const char *next)
+{
+    char *json = sptest_json_obj("currentPassword", current, "newPassword", next, NULL);
+    attempt_res res = post_from(NULL, ip, token, "/v1/me/password", json);
+    free(json);
+    return res;
+}
+
+/* An access token of 'email' (PASSWORD), logged in from 'ip'; malloc'd. */
+static char *must_token(const char *ip, const char *email)
+{
+    char *json = sptest_json_obj("email", email, "password", PASSWORD, NULL);
+    attempt_res r = post_from(NULL, ip, NULL, "/v1/auth/login", json);
+    free(json);
+    ck_assert_msg(r.status == 200 && r.access != NULL, "login %s: %ld %s", email, r.status, r.code);
+    return r.access;
+}
+
+/* A held access token is no oracle for the password: wrong current passwords count as the
+ * account's failed logins, and past the limit even the right one is refused, here and at
+ * login. */
+START_TEST(password_change_shares_the_account_limit_with_login)
+{
+    char email[128], ip[32], other_ip[32];
+    sptest_unique_email(email, sizeof(email), "pwchange");
+    fresh_ip(ip, sizeof(ip));
+    fresh_ip(other_ip, sizeof(other_ip));
+    must_register(email);
+    char *token = must_token(ip, email);
+
+    for (int i = 0; i < FAILS_PER_ACCOUNT; i++) {
+        attempt_res r = change_password(ip, token, "wrong-password", "new-password-1");
+        ck_assert_msg(r.status == 400 && strcmp(r.code, "validation_failed") == 0,
+                      "wrong current %d: %ld %s", i, r.status, r.code);
+    }
+    assert_429(change_password(ip, token, PASSWORD, "new-password-1"), ACCOUNT_WINDOW_S,
+               "right current password past the limit");
+    assert_429(change_password(other_ip, token, PASSWORD, "new-password-1"), ACCOUNT_WINDOW_S,
+               "right current password, other ip");
+    assert_429(login_xff(other_ip, email, PASSWORD), ACCOUNT_WINDOW_S, "login past the limit");
+    free(token);
+}
+END_TEST
+
+START_TEST(right_current_password_clears_the_count)
+{
+    char email[128], ip[32];
+    sptest_unique_email(email, sizeof(email), "pwclear");
+    fresh_ip(ip, sizeof(ip));
+    must_register(email);
+    char *token = must_token(ip, email);
+
+    for (int i = 0; i < FAILS_PER_ACCOUNT - 1; i++) {
+        attempt_res r = change_password(ip, token, "wrong-password", "new-password-1");
+        ck_assert_msg(r.status == 400, "wrong current %d: %ld %s", i, r.status, r.code);
+    }
+    attempt_res r = change_password(ip, token, PASSWORD, "new-password-1");
+    ck_assert_msg(r.status == 204, "right current: %ld %s", r.status, r.code);
+    /* the count is gone: a limit's worth of failures again before a 429 */
+    fail_n(ip, email, FAILS_PER_ACCOUNT - 1);
+    attempt_res ok = login_xff(ip, email, "new-password-1");
+    ck_assert_msg(ok.status == 200, "login with the new password: %ld %s", ok.status, ok.code);
+    free(token);
+}
+END_TEST
+
 static Suite *auth_ratelimit_suite(void)
 {
     Suite *s = suite_create("auth_ratelimit");
@@ -539,6 +623,8 @@ static Suite *auth_ratelimit_suite(void)
     tcase_add_test(tc, xff_counts_the_rightmost_untrusted_address);
     tcase_add_test(tc, xff_from_an_untrusted_peer_is_ignored);
     tcase_add_test(tc, xff_with_garbage_is_ignored);
+    tcase_add_test(tc, password_change_shares_the_account_limit_with_login);
+    tcase_add_test(tc, right_current_password_clears_the_count);
     tcase_add_test(tc, redis_down_login_is_503_register_works_and_recovers);
     suite_add_tcase(s, tc);
     return s;

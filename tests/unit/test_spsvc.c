@@ -36,6 +36,25 @@ START_TEST(text_checks_name_each_problem)
 }
 END_TEST
 
+START_TEST(utf8_decoder_and_invisible_characters)
+{
+    uint32_t cp = 0;
+    ck_assert_int_eq(spsvc_utf8_next("\xe2\x80\x8b!", &cp), 3);
+    ck_assert_uint_eq(cp, 0x200B);
+    ck_assert_int_eq(spsvc_utf8_next("", &cp), 0);
+    ck_assert_int_eq(spsvc_utf8_next("\xe2\x80", &cp), -1);         /* cut at the end */
+    ck_assert_int_eq(spsvc_utf8_next("\xf4\x90\x80\x80", &cp), -1); /* past U+10FFFF */
+    /* what shows nothing: zero-width and format characters, spaces, controls, BOM, tags */
+    const uint32_t hidden[] = {0x200B, 0x200D, 0x00AD, 0x2060,  0xFEFF, 0x202E, 0x00A0,
+                               0x3000, 0x0009, 0x0085, 0xE0041, 0xFE0F, 0x3164};
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+        ck_assert_msg(spsvc_invisible(hidden[i]), "U+%04X", (unsigned)hidden[i]);
+    const uint32_t shown[] = {'a', '@', 0x00E9, 0x00E4, 0x4E2D, 0x1F697, 0x05D0};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+        ck_assert_msg(!spsvc_invisible(shown[i]), "U+%04X", (unsigned)shown[i]);
+}
+END_TEST
+
 START_TEST(uuid_check_wants_the_canonical_form)
 {
     ck_assert_ptr_null(spsvc_check_uuid("2b0c3f0e-8a4c-4c55-9a51-3f1f0f4b6d11"));
@@ -115,6 +134,7 @@ int main(void)
     Suite *s = suite_create("spsvc");
     TCase *tc = tcase_create("kit");
     tcase_add_test(tc, text_checks_name_each_problem);
+    tcase_add_test(tc, utf8_decoder_and_invisible_characters);
     tcase_add_test(tc, uuid_check_wants_the_canonical_form);
     tcase_add_test(tc, cursor_round_trips_and_refuses_anything_else);
     tcase_add_test(tc, task_runs_every_period_and_when_woken);
