@@ -50,6 +50,7 @@ typedef struct {
     char pgbase[512]; /* directory owned by postgres: pgdata, socket (maybe /var/tmp) */
     char pgdata[600];
     char pgsock[600];
+    char pg_password[80];  /* the superuser's (SP_PG_PASSWORD) */
     char pg_fallback[512]; /* a /var/tmp directory to remove too, or "" */
     char nats_conf[600];
     char secret_kv[MAX_SECRETS][2][160];
@@ -277,6 +278,18 @@ static void env_set(strvec *s, const char *k, const char *v)
     if (asprintf(&kv, "%s=%s", k, v) < 0) abort();
     env_put(s, kv);
     free(kv);
+}
+
+static void env_unset(strvec *s, const char *k)
+{
+    size_t klen = strlen(k);
+    for (int i = 0; i < s->n; i++)
+        if (strncmp(s->v[i], k, klen) == 0 && s->v[i][klen] == '=') {
+            free(s->v[i]);
+            s->v[i] = s->v[--s->n];
+            s->v[s->n] = NULL;
+            return;
+        }
 }
 
 static void env_from_current(strvec *s)
@@ -746,7 +759,14 @@ static void make_own_secrets(envx *x)
                                   "SP_NATS_CATALOG_PASSWORD",
                                   "SP_NATS_INGEST_PASSWORD",
                                   "SP_NATS_PROJECTION_PASSWORD",
-                                  "SP_NATS_SPCTL_PASSWORD"};
+                                  "SP_NATS_SPCTL_PASSWORD",
+                                  "SP_PG_PASSWORD",
+                                  "SP_PG_AUTH_PASSWORD",
+                                  "SP_PG_TENANCY_PASSWORD",
+                                  "SP_PG_CATALOG_PASSWORD",
+                                  "SP_PG_INGEST_PASSWORD",
+                                  "SP_PG_PROJECTION_PASSWORD",
+                                  "SP_REDIS_PASSWORD"};
     FILE *r = fopen("/dev/urandom", "r");
     FILE *out = fopen(x->pub.secrets, "w");
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
@@ -798,9 +818,6 @@ static bool gen_nats_conf_with_spctl(envx *x)
     fmt(listen, sizeof listen, "127.0.0.1:%d", x->pub.nats_port);
     fmt(store, sizeof store, "%s/nats", x->pub.dir);
     fmt(log, sizeof log, "%s/spctl.log", x->pub.dir);
-    char *gen[] = {spctl, "gen-secrets", x->pub.secrets, NULL};
-    if (run_sync(gen, NULL, log) != 0 || !load_secrets(x))
-        die("spctl gen-secrets %s failed (see %s)", x->pub.secrets, log);
     strvec env = {0};
     env_with_secrets(&env, x);
     char *conf[] = {spctl, "nats-config", "--listen",   listen, "--store",
@@ -809,6 +826,23 @@ static bool gen_nats_conf_with_spctl(envx *x)
     sv_free(&env);
     if (rc != 0) die("spctl nats-config failed (see %s)", log);
     return true;
+}
+
+/* The stack's secrets (JWT key, NATS, PostgreSQL and Redis passwords), before any server
+ * starts: by spctl gen-secrets as make run does, or made here when spctl is not built. */
+static void ensure_secrets(envx *x)
+{
+    char spctl[600], log[700];
+    spctl_path(spctl, sizeof spctl);
+    fmt(log, sizeof log, "%s/spctl.log", x->pub.dir);
+    if (access(spctl, X_OK) == 0) {
+        char *gen[] = {spctl, "gen-secrets", x->pub.secrets, NULL};
+        if (run_sync(gen, NULL, log) != 0 || !load_secrets(x))
+            die("spctl gen-secrets %s failed (see %s)", x->pub.secrets, log);
+    } else {
+        logf_("%s not built: secrets made here", spctl);
+        make_own_secrets(x);
+    }
 }
 
 static void start_nats(envx *x)
@@ -822,10 +856,7 @@ static void start_nats(envx *x)
         if ((x->pub.what & SPTEST_NATS) && access(spctl, X_OK) == 0) {
             gen_nats_conf_with_spctl(x);
         } else {
-            if (x->pub.what & SPTEST_NATS) {
-                logf_("%s not built: nats-server without users, secrets made here", spctl);
-                make_own_secrets(x);
-            }
+            if (x->pub.what & SPTEST_NATS) logf_("%s not built: nats-server without users", spctl);
             if (!write_noauth_nats_conf(x)) die("cannot write %s", x->nats_conf);
         }
     }
@@ -845,11 +876,26 @@ static void start_redis(envx *x)
     fmt(rdir, sizeof rdir, "%s/redis", x->pub.dir);
     mkdir(rdir, 0755);
     pidfile_of(x, p, pidfile, sizeof pidfile);
-    char *argv[] = {REDIS_SERVER,   "--port", port,    "--bind", "127.0.0.1",   "--save", "",
-                    "--appendonly", "no",     "--dir", rdir,     "--daemonize", "no",     NULL};
+    char *argv[] = {REDIS_SERVER,
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    rdir,
+                    "--daemonize",
+                    "no",
+                    "--requirepass",
+                    x->pub.redis_password,
+                    NULL};
+    char hello[200];
+    fmt(hello, sizeof hello, "AUTH %s\r\nPING\r\n", x->pub.redis_password);
     p->pid = spawn(argv, NULL, p->log, pidfile, x->owner == getpid());
-    if (p->pid < 0 ||
-        !wait_answer(p->pid, x->pub.redis_port, "PING\r\n", "+PONG", START_TIMEOUT_MS))
+    if (p->pid < 0 || !wait_answer(p->pid, x->pub.redis_port, hello, "+PONG", START_TIMEOUT_MS))
         die("redis-server did not come up on port %d", x->pub.redis_port);
 }
 
@@ -954,7 +1000,13 @@ static void start_pg(envx *x)
             die("chown to postgres: %s", strerror(errno));
     }
 
-    char initdb[600], log[700];
+    /* no trust: every connection, local or TCP, needs its role's password */
+    char initdb[600], log[700], pwfile[700], pwopt[720];
+    fmt(pwfile, sizeof pwfile, "%s/pwfile", x->pgbase);
+    if (!write_file(pwfile, x->pg_password, 0600) ||
+        (pw && chown(pwfile, pw->pw_uid, pw->pw_gid) != 0))
+        die("cannot write %s", pwfile);
+    fmt(pwopt, sizeof pwopt, "--pwfile=%s", pwfile);
     pg_bin(initdb, sizeof initdb, "initdb");
     fmt(log, sizeof log, "%s/initdb.log", x->pub.dir);
     char *argv[16];
@@ -964,12 +1016,15 @@ static void start_pg(envx *x)
     argv[i++] = x->pgdata;
     argv[i++] = "-U";
     argv[i++] = "sp";
-    argv[i++] = "--auth=trust";
+    argv[i++] = "--auth=scram-sha-256";
+    argv[i++] = pwopt;
     argv[i++] = "--no-sync";
     argv[i++] = "-E";
     argv[i++] = "UTF8";
     argv[i] = NULL;
-    if (run_sync(argv, NULL, log) != 0) die("initdb failed (see %s)", log);
+    int rc = run_sync(argv, NULL, log);
+    unlink(pwfile);
+    if (rc != 0) die("initdb failed (see %s)", log);
     if (!pg_ctl_start(x)) die("pg_ctl start failed on port %d", x->pub.pg_port);
     current_pid(x, p);
 
@@ -977,7 +1032,12 @@ static void start_pg(envx *x)
     pg_bin(createdb, sizeof createdb, "createdb");
     fmt(port, sizeof port, "%d", x->pub.pg_port);
     char *cargv[] = {createdb, "-h", "127.0.0.1", "-p", port, "-U", "sp", "smartpark", NULL};
-    if (run_sync(cargv, NULL, log) != 0) die("createdb smartpark failed (see %s)", log);
+    strvec env = {0};
+    env_from_current(&env);
+    env_set(&env, "PGPASSWORD", x->pg_password);
+    rc = run_sync(cargv, env.v, log);
+    sv_free(&env);
+    if (rc != 0) die("createdb smartpark failed (see %s)", log);
 }
 
 static void restart_pg(envx *x)
@@ -1052,6 +1112,20 @@ static bool start_service_proc(envx *x, sptest_proc *p, const char *const *extra
         fmt(addr, sizeof addr, "127.0.0.1:%d", x->pub.http_port);
         env_set(&env, "SP_HTTP_ADDR", addr);
     }
+    /* a service with a schema connects as its own role, the owner of that schema only
+     * (spctl migrate made it); the others get no database at all */
+    fmt(key, sizeof key, "SP_PG_%s_PASSWORD", p->name);
+    for (char *c = key; *c; c++)
+        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    const char *pg_pw = secret_get(x, key);
+    if (pg_pw != NULL && x->pub.pg_port > 0) {
+        char url[300];
+        fmt(url, sizeof url, "postgresql://sp_%s:%s@127.0.0.1:%d/smartpark", p->name, pg_pw,
+            x->pub.pg_port);
+        env_set(&env, "SP_DATABASE_URL", url);
+    } else {
+        env_unset(&env, "SP_DATABASE_URL");
+    }
     env_set(&env, "SP_LOG_LEVEL", "debug");
     for (const char *const *e = extra_env; e && *e; e++)
         env_put(&env, *e);
@@ -1125,6 +1199,7 @@ sptest_env *sptest_start(const char *suite, unsigned what)
     init_proc(e, &e->nats, "nats", "nats.log");
     init_proc(e, &e->pg, "postgres", "postgres.log");
     init_proc(e, &e->redis, "redis", "redis.log");
+    ensure_secrets(x);
 
     if (what & (SPTEST_NATS | SPTEST_NATS_NOAUTH | SPTEST_MIGRATE)) {
         e->nats_port = sptest_free_port();
@@ -1136,12 +1211,16 @@ sptest_env *sptest_start(const char *suite, unsigned what)
     }
     if (what & (SPTEST_PG | SPTEST_MIGRATE)) {
         e->pg_port = sptest_free_port();
-        fmt(e->db_url, sizeof e->db_url, "postgresql://sp@127.0.0.1:%d/smartpark", e->pg_port);
+        fmt(x->pg_password, sizeof x->pg_password, "%s", secret_get(x, "SP_PG_PASSWORD"));
+        fmt(e->db_url, sizeof e->db_url, "postgresql://sp:%s@127.0.0.1:%d/smartpark",
+            x->pg_password, e->pg_port);
         start_pg(x);
     }
     if (what & SPTEST_REDIS) {
         e->redis_port = sptest_free_port();
-        fmt(e->redis_url, sizeof e->redis_url, "redis://127.0.0.1:%d", e->redis_port);
+        fmt(e->redis_password, sizeof e->redis_password, "%s", secret_get(x, "SP_REDIS_PASSWORD"));
+        fmt(e->redis_url, sizeof e->redis_url, "redis://:%s@127.0.0.1:%d", e->redis_password,
+            e->redis_port);
         start_redis(x);
     }
     e->http_port = sptest_free_port();

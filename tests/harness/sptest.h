@@ -15,26 +15,27 @@ enum {
     SPTEST_NATS_NOAUTH = 1u << 1, /* nats-server with JetStream and no users (library tests) */
     SPTEST_PG = 1u << 2,          /* private PostgreSQL cluster, database "smartpark" */
     SPTEST_REDIS = 1u << 3,
-    SPTEST_MIGRATE = 1u << 4,     /* run "spctl migrate" once the servers are up */
+    SPTEST_MIGRATE = 1u << 4, /* run "spctl migrate" once the servers are up */
     SPTEST_ALL = SPTEST_NATS | SPTEST_PG | SPTEST_REDIS | SPTEST_MIGRATE,
 };
 
 typedef struct {
-    pid_t pid;          /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     char name[32];
-    char log[512];      /* its stdout+stderr */
-    int admin_port;     /* our services: the SP_ADMIN_ADDR port */
+    char log[512];  /* its stdout+stderr */
+    int admin_port; /* our services: the SP_ADMIN_ADDR port */
 } sptest_proc;
 
 typedef struct {
-    char dir[512];      /* build/tmp/<suite>-XXXXXX */
+    char dir[512]; /* build/tmp/<suite>-XXXXXX */
     unsigned what;
     int nats_port, pg_port, redis_port, http_port;
-    char nats_url[128]; /* nats://127.0.0.1:<port> */
-    char db_url[256];   /* postgresql://sp@127.0.0.1:<port>/smartpark */
-    char redis_url[128];
-    char base_url[128]; /* http://127.0.0.1:<http_port> (the gateway, once started) */
-    char secrets[512];  /* path of the generated secrets.env (SP_JWT_SECRET, ...) */
+    char nats_url[128];  /* nats://127.0.0.1:<port> */
+    char db_url[256];    /* postgresql://sp:<password>@127.0.0.1:<port>/smartpark: the superuser */
+    char redis_url[160]; /* redis://:<password>@127.0.0.1:<port> */
+    char redis_password[80]; /* for raw connections: send AUTH first */
+    char base_url[128];      /* http://127.0.0.1:<http_port> (the gateway, once started) */
+    char secrets[512];       /* path of the generated secrets.env (SP_JWT_SECRET, ...) */
     sptest_proc nats, pg, redis;
     sptest_proc svc[8]; /* services started by sptest_start_service */
     int nsvc;
@@ -74,11 +75,11 @@ bool sptest_wait_http(const char *url, long want_status, int timeout_ms);
 
 typedef struct {
     long status;
-    char *body;      /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
-    char *headers;   /* raw response headers */
-    cJSON *json;     /* parsed body, or NULL */
-    double seconds;  /* total time */
+    char *headers;  /* raw response headers */
+    cJSON *json;    /* parsed body, or NULL */
+    double seconds; /* total time */
 } sptest_resp;
 
 /* headers: "Name: value" strings, NULL-ended (may be NULL). body may be NULL. Timeout 15 s. */

@@ -174,7 +174,8 @@ static void fail_n(const char *ip, const char *email, int n)
         assert_401(login_xff(ip, email, "wrong-password"), email);
 }
 
-/* One inline command to the stack's Redis; the first line of its answer ("+PONG", ":1",
+/* One inline command to the stack's Redis (after AUTH); the first line of its answer ("+PONG",
+ * ":1",
  * "*0") into out. */
 static void redis_line(const char *cmd, char *out, size_t len)
 {
@@ -184,12 +185,16 @@ static void redis_line(const char *cmd, char *out, size_t len)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char line[512];
-    int n = snprintf(line, sizeof(line), "%s\r\n", cmd);
+    int n = snprintf(line, sizeof(line), "AUTH %s\r\n%s\r\n", E->redis_password, cmd);
     ck_assert_int_eq(write(fd, line, (size_t)n), n);
     size_t got = 0;
-    while (got + 1 < len) {
+    for (int lines = 0; lines < 2 && got + 1 < len;) { /* AUTH's +OK, then the answer */
         ssize_t k = read(fd, out + got, 1);
-        if (k <= 0 || out[got] == '\n') break;
+        if (k <= 0) break;
+        if (out[got] == '\n') {
+            if (++lines == 1) got = 0;
+            continue;
+        }
         got++;
     }
     out[got] = '\0';

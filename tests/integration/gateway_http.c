@@ -50,9 +50,10 @@ static void setup(void)
     read_secret();
     /* no auth service runs here: stand in for it and say Redis holds the revocations
      * (auth's keeper sets this key), so that a valid token gets past the session check */
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
-             env->redis_port);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_password, env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
     ck_assert(wait_session_store(true));
 }
@@ -79,8 +80,11 @@ static spjwt_claims good_claims(void)
 
 static char *sign(const char *key, const char *iss, const char *aud, spjwt_claims c)
 {
-    spjwt_keys k = {.key = (const uint8_t *)key, .keylen = strlen(key), .issuer = iss,
-                    .audience = aud, .leeway_s = 0};
+    spjwt_keys k = {.key = (const uint8_t *)key,
+                    .keylen = strlen(key),
+                    .issuer = iss,
+                    .audience = aud,
+                    .leeway_s = 0};
     char *tok = NULL;
     ck_assert_int_eq(spjwt_sign(&tok, &k, &c), SP_OK);
     return tok;
@@ -119,7 +123,8 @@ static bool wait_session_store(bool fresh)
         if (i > 0) usleep(20 * 1000);
         sptest_resp *r = get_me_bearer(tok);
         const char *msg = r->json != NULL ? sptest_jstr(r, "error.message") : NULL;
-        bool stale = r->status == 503 && msg != NULL && strcmp(msg, "session store unavailable") == 0;
+        bool stale =
+            r->status == 503 && msg != NULL && strcmp(msg, "session store unavailable") == 0;
         ok = fresh ? !stale : stale;
         sptest_resp_free(r);
     }
@@ -423,9 +428,10 @@ END_TEST
  * until auth has rewritten them and set the loaded key */
 START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
-             env->redis_port);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
+             env->redis_password, env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
     ck_assert(wait_session_store(false));
     char *tok = good_token();
@@ -434,8 +440,9 @@ START_TEST(valid_token_is_503_while_revocations_are_not_loaded)
     ck_assert_str_eq(sptest_jstr(r, "error.message"), "session store unavailable");
     sptest_resp_free(r);
     free(tok);
-    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
-             env->redis_port);
+    snprintf(cmd, sizeof(cmd),
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_password, env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
     ck_assert(wait_session_store(true));
 }
@@ -450,15 +457,17 @@ START_TEST(revocations_in_redis_are_loaded_after_being_stale)
     snprintf(c.sid, sizeof(c.sid), "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a");
     char *revoked = sign(jwt_secret, "smartpark", "smartpark-api", c);
     char *other = good_token();
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
-             env->redis_port);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d DEL sp:revocations:loaded >/dev/null",
+             env->redis_password, env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
     ck_assert(wait_session_store(false));
     snprintf(cmd, sizeof(cmd),
-             "redis-cli -h 127.0.0.1 -p %d SET sp:revoked:sid:%s 1 EX 900 >/dev/null && "
-             "redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
-             env->redis_port, c.sid, env->redis_port);
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d SET sp:revoked:sid:%s 1 EX 900 "
+             ">/dev/null && "
+             "REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 -p %d SET sp:revocations:loaded 1 >/dev/null",
+             env->redis_password, env->redis_port, c.sid, env->redis_password, env->redis_port);
     ck_assert_int_eq(system(cmd), 0);
     ck_assert(wait_session_store(true));
     sptest_resp *r = get_me_bearer(revoked);
@@ -557,7 +566,8 @@ START_TEST(undeclared_query_param_is_400_naming_it)
     sptest_resp_free(r);
     free(tok);
     /* public routes too */
-    r = sptest_json(env, "POST", "/v1/auth/login?next=/x", NULL, "{\"email\":\"a@b.c\",\"password\":\"12345678\"}");
+    r = sptest_json(env, "POST", "/v1/auth/login?next=/x", NULL,
+                    "{\"email\":\"a@b.c\",\"password\":\"12345678\"}");
     assert_error(r, 400, "validation_failed");
     assert_field(r, "next", "unknown parameter");
     sptest_resp_free(r);

@@ -38,11 +38,20 @@ static const char *tcp_exchange(int port, const char *req)
     return buf;
 }
 
-static const char *psql_select(const char *sql)
+/* PING after AUTH with the stack's Redis password: what came back. */
+static const char *redis_ping(void)
+{
+    char req[256];
+    snprintf(req, sizeof req, "AUTH %s\r\nPING\r\nQUIT\r\n", env->redis_password);
+    return tcp_exchange(env->redis_port, req);
+}
+
+/* The first line psql prints for 'sql' run through 'url' (never prompting). */
+static const char *psql_at(const char *url, const char *sql)
 {
     static char buf[256];
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "psql '%s' -tAc \"%s\" 2>&1", env->db_url, sql);
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "psql '%s' -w -tAc \"%s\" 2>&1", url, sql);
     FILE *f = popen(cmd, "r");
     size_t n = 0;
     if (f) {
@@ -53,6 +62,27 @@ static const char *psql_select(const char *sql)
     buf[strcspn(buf, "\n")] = '\0';
     return buf;
 }
+
+static const char *psql_select(const char *sql)
+{
+    return psql_at(env->db_url, sql);
+}
+
+/* Neither server takes a connection without its password (make run's are set up the same
+ * way by tools/dev/stack.sh): no local user is a database superuser by merely connecting. */
+START_TEST(postgres_and_redis_refuse_connections_without_the_password)
+{
+    char url[256];
+    snprintf(url, sizeof url, "postgresql://sp@127.0.0.1:%d/smartpark", env->pg_port);
+    ck_assert_ptr_nonnull(strstr(psql_at(url, "SELECT 1"), "no password supplied"));
+    snprintf(url, sizeof url, "postgresql://sp:wrong@127.0.0.1:%d/smartpark", env->pg_port);
+    ck_assert_ptr_nonnull(strstr(psql_at(url, "SELECT 1"), "password authentication failed"));
+    ck_assert_ptr_nonnull(strstr(tcp_exchange(env->redis_port, "PING\r\nQUIT\r\n"), "-NOAUTH"));
+    ck_assert_ptr_nonnull(
+        strstr(tcp_exchange(env->redis_port, "AUTH wrong\r\nPING\r\nQUIT\r\n"), "-WRONGPASS"));
+    ck_assert_ptr_nonnull(strstr(redis_ping(), "+PONG"));
+}
+END_TEST
 
 START_TEST(nats_sends_info)
 {
@@ -69,7 +99,7 @@ END_TEST
 
 START_TEST(redis_answers_ping)
 {
-    ck_assert_ptr_nonnull(strstr(tcp_exchange(env->redis_port, "PING\r\nQUIT\r\n"), "+PONG"));
+    ck_assert_ptr_nonnull(strstr(redis_ping(), "+PONG"));
 }
 END_TEST
 
@@ -80,7 +110,7 @@ START_TEST(redis_comes_back_after_kill_9)
     ck_assert(!sptest_wait_tcp(env->redis_port, 200));
     sptest_restart(env, &env->redis);
     ck_assert_int_gt(env->redis.pid, 0);
-    ck_assert_ptr_nonnull(strstr(tcp_exchange(env->redis_port, "PING\r\nQUIT\r\n"), "+PONG"));
+    ck_assert_ptr_nonnull(strstr(redis_ping(), "+PONG"));
 }
 END_TEST
 
@@ -88,7 +118,7 @@ END_TEST
  * the test that restarted it. */
 START_TEST(redis_restarted_by_a_test_stays_up)
 {
-    ck_assert_ptr_nonnull(strstr(tcp_exchange(env->redis_port, "PING\r\nQUIT\r\n"), "+PONG"));
+    ck_assert_ptr_nonnull(strstr(redis_ping(), "+PONG"));
 }
 END_TEST
 
@@ -142,6 +172,7 @@ int main(void)
     tcase_add_test(tc, nats_sends_info);
     tcase_add_test(tc, postgres_has_database_smartpark);
     tcase_add_test(tc, redis_answers_ping);
+    tcase_add_test(tc, postgres_and_redis_refuse_connections_without_the_password);
     tcase_add_test(tc, redis_comes_back_after_kill_9);
     tcase_add_test(tc, redis_restarted_by_a_test_stays_up);
     tcase_add_test(tc, postgres_comes_back_after_kill_9);

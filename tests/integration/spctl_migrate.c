@@ -126,6 +126,84 @@ static char *query1(const char *sql, int nparams, const char *const *params)
     return v;
 }
 
+/* The first line of the outcome of 'sql' run as 'role' with 'password': the first value,
+ * or the error message (static). */
+static const char *as_role(const char *role, const char *password, const char *sql)
+{
+    static char out[512];
+    char url[300];
+    snprintf(url, sizeof url, "postgresql://%s:%s@127.0.0.1:%d/smartpark", role, password,
+             env->pg_port);
+    PGconn *c = PQconnectdb(url);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        snprintf(out, sizeof out, "%s", PQgetvalue(r, 0, 0));
+    else if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK)
+        snprintf(out, sizeof out, "OK");
+    else
+        snprintf(out, sizeof out, "%s", r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    out[strcspn(out, "\n")] = '\0';
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+/* Each service connects as its own role, which owns its schema and nothing else: it is no
+ * superuser, cannot read another service's tables, create a schema or log in without its
+ * password. Objects an earlier migrate created as the superuser are handed over too. */
+START_TEST(migrate_gives_each_schema_to_its_own_role)
+{
+    char auth_pw[128], ten_pw[128], e1[200], e2[200], out[8192];
+    secret(auth_pw, sizeof auth_pw, "SP_PG_AUTH_PASSWORD");
+    secret(ten_pw, sizeof ten_pw, "SP_PG_TENANCY_PASSWORD");
+    ck_assert(auth_pw[0] && ten_pw[0]);
+    migrate_ok(); /* without the passwords: everything stays the superuser's */
+    snprintf(e1, sizeof e1, "SP_PG_AUTH_PASSWORD=%s", auth_pw);
+    snprintf(e2, sizeof e2, "SP_PG_TENANCY_PASSWORD=%s", ten_pw);
+    const char *extra[] = {e1, e2, NULL};
+    const char *args[] = {"migrate", "--no-streams", NULL};
+    ck_assert_msg(run_spctl(out, sizeof out, args, extra) == 0, "migrate: %s", out);
+    ck_assert_msg(run_spctl(out, sizeof out, args, extra) == 0, "migrate again: %s", out);
+
+    const char *svc[] = {"auth", "tenancy"};
+    for (size_t i = 0; i < 2; i++) {
+        char role[32];
+        snprintf(role, sizeof role, "sp_%s", svc[i]);
+        const char *p[] = {svc[i], role};
+        char *v = query1("SELECT rolsuper::text || rolcreatedb::text || rolcreaterole::text"
+                         " FROM pg_roles WHERE rolname = $2 AND $1 <> ''",
+                         2, p);
+        ck_assert_str_eq(v, "falsefalsefalse");
+        free(v);
+        v = query1("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1", 1, p);
+        ck_assert_str_eq(v, role);
+        free(v);
+        /* every table and sequence of the schema is the role's */
+        v = query1("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = $1 AND c.relkind IN ('r', 'S', 'v')"
+                   "   AND pg_get_userbyid(c.relowner) <> $2",
+                   2, p);
+        ck_assert_str_eq(v, "0");
+        free(v);
+    }
+    ck_assert_str_eq(as_role("sp_auth", auth_pw, "SELECT count(*) >= 0 FROM auth.users"), "t");
+    ck_assert_str_eq(as_role("sp_tenancy", ten_pw, "SELECT count(*) >= 0 FROM tenancy.clients"),
+                     "t");
+    ck_assert_ptr_nonnull(
+        strstr(as_role("sp_auth", auth_pw, "SELECT count(*) FROM tenancy.clients"),
+               "permission denied for schema tenancy"));
+    ck_assert_ptr_nonnull(strstr(as_role("sp_tenancy", ten_pw, "SELECT count(*) FROM auth.users"),
+                                 "permission denied for schema auth"));
+    ck_assert_ptr_nonnull(
+        strstr(as_role("sp_auth", auth_pw, "SELECT count(*) FROM public.sp_migrations"),
+               "permission denied"));
+    ck_assert_ptr_nonnull(
+        strstr(as_role("sp_auth", auth_pw, "CREATE SCHEMA intruder"), "permission denied"));
+    ck_assert_ptr_nonnull(
+        strstr(as_role("sp_auth", "wrong", "SELECT 1"), "password authentication failed"));
+}
+END_TEST
+
 /* ---- NATS ------------------------------------------------------------------------------------ */
 
 /* The last asynchronous error (permission violations arrive this way). */
@@ -447,7 +525,7 @@ START_TEST(gen_secrets_adds_only_the_missing_keys)
         ck_assert_msg(strstr(out, v) == NULL, "a secret was printed: %s", line);
     }
     fclose(f);
-    ck_assert_int_eq(lines, 9);
+    ck_assert_int_eq(lines, 16); /* 9 for JWT, master key and NATS; 6 PostgreSQL, 1 Redis */
 
     /* a second run changes nothing */
     char before[2048], *text = NULL;
@@ -487,6 +565,7 @@ int main(void)
     tcase_add_test(db, gen_secrets_adds_only_the_missing_keys);
     tcase_add_test(db, migrate_twice_applies_nothing_the_second_time);
     tcase_add_test(db, migrate_refuses_a_changed_applied_file);
+    tcase_add_test(db, migrate_gives_each_schema_to_its_own_role);
     tcase_add_test(db, streams_exist_with_their_limits);
     tcase_add_test(db, create_admin_creates_once);
     tcase_add_test(db, create_admin_requires_a_sound_password);

@@ -92,7 +92,7 @@ END_TEST
 
 START_TEST(db_number_in_url_selects_the_database)
 {
-    char url[160];
+    char url[200];
     snprintf(url, sizeof url, "%s/3", env->redis_url);
     spredis *r3 = create_ok(url), *r0 = create_ok(env->redis_url);
     redisReply *rep = NULL;
@@ -110,12 +110,30 @@ END_TEST
 
 START_TEST(password_in_url_is_sent_with_auth)
 {
-    /* this server has no password: AUTH fails, so the client never gets a connection */
-    char url[160];
+    /* the harness's server requires a password (as make run's does): a wrong one fails
+     * AUTH, so the client never gets a connection */
+    char url[200];
     snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d", env->redis_port);
     spredis *r = create_ok(url);
     ck_assert_int_eq(spredis_cmd(NULL, r, "PING", NULL), SP_ERR_UNAVAILABLE);
     ck_assert_uint_eq(spredis_generation(r), 0);
+    spredis_destroy(r);
+
+    /* none: every command is refused by the server */
+    redisReply *rep = NULL;
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", env->redis_port);
+    r = create_ok(url);
+    ck_assert_int_eq(spredis_cmd(&rep, r, "GET", "anything", NULL), SP_OK);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_ERROR);
+    ck_assert_ptr_nonnull(strstr(rep->str, "NOAUTH"));
+    freeReplyObject(rep);
+    spredis_destroy(r);
+
+    /* the right one */
+    r = create_ok(env->redis_url);
+    ck_assert_int_eq(spredis_cmd(&rep, r, "PING", NULL), SP_OK);
+    ck_assert_str_eq(rep->str, "PONG");
+    freeReplyObject(rep);
     spredis_destroy(r);
 }
 END_TEST

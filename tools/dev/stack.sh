@@ -34,8 +34,6 @@ declare -A ADMIN_PORT=([gateway]=9100 [auth]=9101 [tenancy]=9102 [catalog]=9103
                        [ingest]=9104 [projection]=9105)
 
 NATS_URL=nats://127.0.0.1:$NATS_PORT
-DB_URL=postgresql://sp@127.0.0.1:$PG_PORT/smartpark
-REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -125,6 +123,18 @@ mkdir -p "$VAR/log" "$VAR/nats" "$VAR/redis"
 VAR=$(cd "$VAR" && pwd)
 LOG=$VAR/log
 
+# ---- secrets -----------------------------------------------------------------------------
+# Made on the first start (and any missing key added later), before any server: the
+# PostgreSQL superuser's and each service role's password, Redis's, NATS's, the JWT key.
+"$SPCTL" gen-secrets "$VAR/secrets.env"
+set -a
+# shellcheck disable=SC1091
+source "$VAR/secrets.env"
+set +a
+# the superuser's URL, for migrations and the first admin only; each service has its own
+DB_URL=postgresql://sp:$SP_PG_PASSWORD@127.0.0.1:$PG_PORT/smartpark
+REDIS_URL=redis://:$SP_REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
+
 # ---- PostgreSQL ------------------------------------------------------------------------------
 # Root must run it as postgres, which must be able to traverse every parent of var/;
 # otherwise (a checkout under /root) the cluster lives in a private dir under /var/tmp.
@@ -159,8 +169,13 @@ if [ ${#PGSOCK} -gt 80 ]; then
 fi
 if [ ! -f "$PGDATA/PG_VERSION" ]; then
   say "initdb $PGDATA"
-  as_pg "$PGBIN/initdb" -D "$PGDATA" -U sp --auth=trust -E UTF8 >>"$PGLOG" 2>&1 ||
-    die "initdb failed: see $PGLOG"
+  # no trust: every connection, over TCP or the socket, needs its role's password
+  pwfile=$(mktemp)
+  printf '%s\n' "$SP_PG_PASSWORD" >"$pwfile"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$pwfile"
+  as_pg "$PGBIN/initdb" -D "$PGDATA" -U sp --auth=scram-sha-256 --pwfile="$pwfile" -E UTF8 \
+    >>"$PGLOG" 2>&1 || { rm -f "$pwfile"; die "initdb failed: see $PGLOG"; }
+  rm -f "$pwfile"
 fi
 say "starting postgresql on 127.0.0.1:$PG_PORT"
 # never piped: the server would inherit the pipe and pg_ctl would hang
@@ -168,18 +183,19 @@ PG_STARTED=1
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 \
   -o "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1" start >/dev/null 2>&1 ||
   die "postgresql did not start: see $PGLOG"
+export PGPASSWORD=$SP_PG_PASSWORD
 PSQL=("$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U sp -X -q -v ON_ERROR_STOP=1)
+if grep -Eq '^[^#]*[[:space:]]trust([[:space:]]|$)' "$PGDATA/pg_hba.conf" 2>/dev/null; then
+  # a var/ from before passwords: give the superuser its password, then require it
+  "${PSQL[@]}" -d postgres -c "ALTER ROLE sp PASSWORD '$SP_PG_PASSWORD'" >/dev/null
+  as_pg sed -i -E 's/^([^#]*[[:space:]])trust([[:space:]]|$)/\1scram-sha-256\2/' "$PGDATA/pg_hba.conf"
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" reload >/dev/null
+  say "PostgreSQL now requires passwords (pg_hba.conf: trust replaced by scram-sha-256)"
+fi
 if [ "$("${PSQL[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'smartpark'")" != 1 ]; then
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE smartpark" >/dev/null
   say "created database smartpark"
 fi
-
-# ---- secrets -----------------------------------------------------------------------------
-"$SPCTL" gen-secrets "$VAR/secrets.env"
-set -a
-# shellcheck disable=SC1091
-source "$VAR/secrets.env"
-set +a
 
 # ---- NATS and Redis --------------------------------------------------------------------------
 "$SPCTL" nats-config --listen "127.0.0.1:$NATS_PORT" --store "$VAR/nats" --out "$VAR/nats.conf"
@@ -198,11 +214,13 @@ fi
 wait_tcp nats "$NATS_PORT" "${PIDS[-1]}"
 
 say "starting redis on 127.0.0.1:$REDIS_PORT"
-start_bg redis "$LOG/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-  --dir "$VAR/redis" --daemonize no --protected-mode yes
+# the password in a file of our own (0600), not on a command line every user can read
+(umask 077 && printf 'requirepass %s\n' "$SP_REDIS_PASSWORD" >"$VAR/redis.conf")
+start_bg redis "$LOG/redis.log" redis-server "$VAR/redis.conf" --bind 127.0.0.1 \
+  --port "$REDIS_PORT" --dir "$VAR/redis" --daemonize no --protected-mode yes
 wait_tcp redis "$REDIS_PORT" "${PIDS[-1]}"
 deadline=$((SECONDS + 30))
-until [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; do
+until [ "$(REDISCLI_AUTH=$SP_REDIS_PASSWORD redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; do
   [ $SECONDS -ge $deadline ] && die "redis did not answer PING within 30 s: see $LOG/redis.log"
   sleep 0.1
 done
@@ -216,7 +234,9 @@ SP_DATABASE_URL=$DB_URL SP_ADMIN_PASSWORD=$ADMIN_PASSWORD \
 # ---- services --------------------------------------------------------------------------------
 ALL_PASSWORDS=(SP_NATS_GATEWAY_PASSWORD SP_NATS_AUTH_PASSWORD SP_NATS_TENANCY_PASSWORD
                SP_NATS_CATALOG_PASSWORD SP_NATS_INGEST_PASSWORD SP_NATS_PROJECTION_PASSWORD
-               SP_NATS_SPCTL_PASSWORD)
+               SP_NATS_SPCTL_PASSWORD SP_PG_PASSWORD SP_PG_AUTH_PASSWORD SP_PG_TENANCY_PASSWORD
+               SP_PG_CATALOG_PASSWORD SP_PG_INGEST_PASSWORD SP_PG_PROJECTION_PASSWORD
+               SP_REDIS_PASSWORD SP_ADMIN_PASSWORD PGPASSWORD)
 STARTED=()
 for svc in "${SERVICES[@]}"; do
   if [ ! -x "$BUILD/$svc" ]; then
@@ -226,15 +246,20 @@ for svc in "${SERVICES[@]}"; do
   SVC=${svc^^}
   pass_var=SP_NATS_${SVC}_PASSWORD
   admin=${ADMIN_PORT[$svc]}
-  # each service sees only its own NATS password
+  # each service sees only its own passwords, in its URLs; a service with a schema
+  # connects as its own role (spctl migrate made it the owner of that schema only)
   unset_others=()
   for v in "${ALL_PASSWORDS[@]}"; do unset_others+=(-u "$v"); done
   extra=()
   [ "$svc" = gateway ] && extra+=("SP_HTTP_ADDR=127.0.0.1:$HTTP_PORT")
+  pg_var=SP_PG_${SVC}_PASSWORD
+  if [ -n "${!pg_var:-}" ]; then
+    extra+=("SP_DATABASE_URL=postgresql://sp_$svc:${!pg_var}@127.0.0.1:$PG_PORT/smartpark")
+  fi
   say "starting $svc (admin 127.0.0.1:$admin)"
   start_bg "$svc" "$LOG/$svc.log" env "${unset_others[@]}" \
     SP_NATS_URL="$NATS_URL" SP_NATS_USER="$svc" SP_NATS_PASSWORD="${!pass_var}" \
-    SP_DATABASE_URL="$DB_URL" SP_REDIS_URL="$REDIS_URL" \
+    SP_REDIS_URL="$REDIS_URL" \
     SP_ADMIN_ADDR="127.0.0.1:$admin" "${extra[@]}" "$BUILD/$svc"
   pid=${PIDS[-1]}
   deadline=$((SECONDS + 30))
@@ -268,8 +293,9 @@ SmartPark is running (Ctrl-C stops everything)
   NATS         $NATS_URL (JetStream)
                integrations: $sub_user / $(pw_note SP_NATS_SUBSCRIBER_PASSWORD subscriber)
                cameras:      $cam_user / $(pw_note SP_NATS_CAMERA_PASSWORD camera)
-  PostgreSQL   $DB_URL   (data: $PGDATA)
-  Redis        $REDIS_URL
+  PostgreSQL   postgresql://sp@127.0.0.1:$PG_PORT/smartpark (password SP_PG_PASSWORD; each
+               service as its own role sp_<service>; data: $PGDATA)
+  Redis        redis://127.0.0.1:$REDIS_PORT (password SP_REDIS_PASSWORD)
   admin        $ADMIN_EMAIL / $(pw_note SP_ADMIN_PASSWORD admin-change-me)   (set on first start)
   secrets      $VAR/secrets.env
   logs         $LOG/

@@ -1,6 +1,7 @@
 /* migrate.c -- "spctl migrate": applies migrations/<service>/NNNN_name.sql in order,
- * each once, recorded with its checksum in public.sp_migrations, then creates or updates
- * the JetStream streams (streams.c). */
+ * each once, recorded with its checksum in public.sp_migrations, gives each schema to its
+ * service's own role (sp_<service>), then creates or updates the JetStream streams
+ * (streams.c). */
 #include <ctype.h>
 #include <dirent.h>
 #include <inttypes.h>
@@ -75,10 +76,13 @@ static void help(void)
     fputs("usage: spctl migrate [--no-streams]\n\n"
           "Applies migrations/<service>/NNNN_name.sql (services auth, tenancy, catalog,\n"
           "status, then the others alphabetically; files by number), each once, in one\n"
-          "transaction per file, recorded in public.sp_migrations with its SHA-256. Then\n"
+          "transaction per file, recorded in public.sp_migrations with its SHA-256. When\n"
+          "SP_PG_<SERVICE>_PASSWORD is set, creates the role sp_<service> (login, no other\n"
+          "right) or sets its password, and gives it the schema and everything in it. Then\n"
           "creates or updates the JetStream streams SP_EVENTS, SP_AUDIT, SP_SLOT_STATUS.\n\n"
           "environment:\n"
-          "  SP_DATABASE_URL    PostgreSQL URL (required)\n"
+          "  SP_DATABASE_URL    PostgreSQL URL of a superuser (required)\n"
+          "  SP_PG_<SERVICE>_PASSWORD   the password of the role sp_<service>\n"
           "  SP_MIGRATIONS_DIR  default " SP_SOURCE_DIR "/migrations\n"
           "  SP_NATS_URL        NATS URL; empty: no streams\n"
           "  SP_NATS_USER, SP_NATS_PASSWORD   NATS credentials (the spctl user)\n"
@@ -282,6 +286,87 @@ static sp_status apply_one(spdb *db, const char *dir, const char *service, const
     return SP_OK;
 }
 
+/* Runs each row of 'sql' (one column: a statement built by format() from the parameters,
+ * so every name and literal in it is quoted by PostgreSQL) as a statement. */
+static sp_status exec_built(spdb *db, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = NULL;
+    sp_status s = spdb_query(&res, db, sql, n, params);
+    for (int i = 0; s == SP_OK && i < PQntuples(res); i++)
+        s = spdb_exec(db, PQgetvalue(res, i, 0), 0, NULL);
+    PQclear(res);
+    return s;
+}
+
+/* The service's own role: sp_<service> may log in with SP_PG_<SERVICE>_PASSWORD (sent as a
+ * SCRAM verifier: the password itself never reaches the server) and is no superuser. */
+static sp_status ensure_role(spdb *db, const char *role, const char *password)
+{
+    char *verifier = PQencryptPasswordConn(spdb_conn(db), password, role, "scram-sha-256");
+    if (verifier == NULL) return SP_ERR_INTERNAL;
+    const char *p[] = {role, verifier};
+    sp_status s = exec_built(
+        db,
+        "SELECT format(CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1::text)"
+        " THEN 'ALTER ROLE %I' ELSE 'CREATE ROLE %I' END"
+        " || ' LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L',"
+        " $1::text, $2::text)",
+        2, p);
+    PQfreemem(verifier);
+    return s;
+}
+
+/* Gives the schema 'service' and everything in it (tables with their sequences, views,
+ * other sequences, routines, types) to 'role', whoever created them: migrations run as
+ * the migrator, the service runs as its role and owns its schema only. */
+static const char *sql_give_schema =
+    "WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = $1::text),"
+    " r AS (SELECT oid FROM pg_roles WHERE rolname = $2::text)"
+    " SELECT format('ALTER SCHEMA %I OWNER TO %I', $1::text, $2::text) FROM ns"
+    " UNION ALL"
+    " SELECT format('ALTER %s %I.%I OWNER TO %I', CASE c.relkind WHEN 'v' THEN 'VIEW'"
+    "   WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE'"
+    "   ELSE 'TABLE' END, $1::text, c.relname, $2::text)"
+    " FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)"
+    "   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relowner <> (SELECT oid FROM r)"
+    "   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+    "                   AND d.objid = c.oid AND d.deptype IN ('a', 'i'))"
+    " UNION ALL"
+    " SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $2::text) FROM pg_proc p"
+    " WHERE p.pronamespace = (SELECT oid FROM ns) AND p.proowner <> (SELECT oid FROM r)"
+    " UNION ALL"
+    " SELECT format('ALTER TYPE %I.%I OWNER TO %I', $1::text, t.typname, $2::text) FROM pg_type t"
+    " WHERE t.typnamespace = (SELECT oid FROM ns) AND t.typowner <> (SELECT oid FROM r)"
+    "   AND (t.typtype IN ('e', 'd', 'r')"
+    "        OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))";
+
+/* When SP_PG_<SERVICE>_PASSWORD is set: the role sp_<service> and its schema. Without it
+ * the schema stays the migrator's (an external database whose roles are managed there). */
+static sp_status own_schema(spdb *db, const char *service)
+{
+    char var[96], role[96];
+    size_t n = strlen(service);
+    if (n == 0 || n > 40 || strspn(service, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+        return spctl_fail(SP_ERR_VALIDATION_FAILED, "migrate: %s is not a service name", service);
+    snprintf(var, sizeof var, "SP_PG_%s_PASSWORD", service);
+    for (char *c = var; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+    const char *password = spctl_env(var);
+    if (password == NULL || password[0] == '\0') return SP_OK;
+    snprintf(role, sizeof role, "sp_%s", service);
+
+    const char *p[] = {service, role};
+    sp_status s = spdb_begin(db);
+    if (s == SP_OK) s = ensure_role(db, role, password);
+    if (s == SP_OK) s = exec_built(db, sql_give_schema, 2, p);
+    if (s == SP_OK) s = spdb_commit(db);
+    if (s != SP_OK) {
+        spdb_rollback(db);
+        return spctl_fail(s, "migrate: cannot give schema %s to role %s", service, role);
+    }
+    return SP_OK;
+}
+
 static sp_status migrate_db(const char *url, const char *dir)
 {
     spdb *db = NULL;
@@ -314,6 +399,7 @@ static sp_status migrate_db(const char *url, const char *dir)
         s = list_migrations(&m, &n, sdir, services.v[i]);
         for (size_t j = 0; s == SP_OK && j < n; j++)
             s = apply_one(db, sdir, services.v[i], &m[j], &applied);
+        if (s == SP_OK) s = own_schema(db, services.v[i]);
         free_migrations(m, n);
     }
     strlist_free(&services);

@@ -27,6 +27,15 @@ static const secret_def secrets[] = {
     {"SP_NATS_INGEST_PASSWORD", 16},
     {"SP_NATS_PROJECTION_PASSWORD", 16},
     {"SP_NATS_SPCTL_PASSWORD", 16},
+    /* PostgreSQL: the cluster's superuser (spctl migrate, create-admin) and each service's
+     * own role, the owner of its schema only (spctl migrate creates it) */
+    {"SP_PG_PASSWORD", 16},
+    {"SP_PG_AUTH_PASSWORD", 16},
+    {"SP_PG_TENANCY_PASSWORD", 16},
+    {"SP_PG_CATALOG_PASSWORD", 16},
+    {"SP_PG_INGEST_PASSWORD", 16},
+    {"SP_PG_PROJECTION_PASSWORD", 16},
+    {"SP_REDIS_PASSWORD", 16},
 };
 
 static void help(void)
