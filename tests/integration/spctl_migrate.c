@@ -237,12 +237,13 @@ static bool saw_error(const char *needle)
     return false;
 }
 
-static natsConnection *connect_as(const char *user, const char *password)
+static natsConnection *connect_inbox(const char *user, const char *password, const char *inbox)
 {
     natsOptions *o = NULL;
     natsConnection *nc = NULL;
 
     ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+    if (inbox != NULL) ck_assert_int_eq(natsOptions_SetCustomInboxPrefix(o, inbox), NATS_OK);
     ck_assert_int_eq(natsOptions_SetURL(o, env->nats_url), NATS_OK);
     ck_assert_int_eq(natsOptions_SetUserInfo(o, user, password), NATS_OK);
     ck_assert_int_eq(natsOptions_SetErrorHandler(o, on_error, NULL), NATS_OK);
@@ -251,6 +252,11 @@ static natsConnection *connect_as(const char *user, const char *password)
     natsOptions_Destroy(o);
     ck_assert_msg(s == NATS_OK, "connect as %s: %s", user, natsStatus_GetText(s));
     return nc;
+}
+
+static natsConnection *connect_as(const char *user, const char *password)
+{
+    return connect_inbox(user, password, NULL);
 }
 
 /* true when 'sub' receives a message within 'ms'. */
@@ -439,17 +445,47 @@ START_TEST(subscriber_reads_slot_status_but_cannot_call_services)
 }
 END_TEST
 
+/* Forgets the last asynchronous error, so that the next saw_error sees a new one. */
+static void forget_error(void)
+{
+    pthread_mutex_lock(&err_mu);
+    last_err = NATS_OK;
+    last_err_text[0] = '\0';
+    pthread_mutex_unlock(&err_mu);
+}
+
+/* The body of the reply to 'subject' from 'nc' within 2 s (malloc'd), or NULL. */
+static char *ask(natsConnection *nc, const char *subject, const char *body)
+{
+    natsMsg *m = NULL;
+    if (natsConnection_RequestString(&m, nc, subject, body, 2000) != NATS_OK) return NULL;
+    char *v = strndup(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    return v;
+}
+
 START_TEST(camera_cannot_read_service_replies)
 {
     natsConnection *op = connect_as("spctl", spctl_password);
     natsConnection *nc = connect_as("camera", "camera");
-    natsSubscription *own = NULL, *replies = NULL;
+    natsSubscription *svc = NULL, *own = NULL, *replies = NULL;
 
-    /* its own inbox works */
-    ck_assert_int_eq(natsConnection_SubscribeSync(&own, nc, "_INBOX.>"), NATS_OK);
+    /* its own requests get their replies on its own inbox: ingest (here spctl) answers in
+     * SP, on the reply subject the server mapped */
+    ck_assert_int_eq(natsConnection_SubscribeSync(&svc, op, "sp.ingest.v1.Heartbeat"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(op), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&own, nc, "_INBOX.cam.1"), NATS_OK);
     ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
-    ck_assert_int_eq(natsConnection_PublishString(op, "_INBOX.cam.1", "x"), NATS_OK);
+    ck_assert_int_eq(
+        natsConnection_PublishRequestString(nc, "sp.ingest.v1.Heartbeat", "_INBOX.cam.1", "hb"),
+        NATS_OK);
+    natsMsg *req = NULL;
+    ck_assert_int_eq(natsSubscription_NextMsg(&req, svc, 2000), NATS_OK);
+    ck_assert_ptr_nonnull(natsMsg_GetReply(req));
+    ck_assert_int_eq(natsConnection_PublishString(op, natsMsg_GetReply(req), "ok"), NATS_OK);
+    natsMsg_Destroy(req);
     ck_assert(receives(own, 2000));
+    natsSubscription_Destroy(own);
 
     /* the services' private reply prefix is refused */
     ck_assert_int_eq(natsConnection_SubscribeSync(&replies, nc, "_SP_INBOX.>"), NATS_OK);
@@ -458,9 +494,161 @@ START_TEST(camera_cannot_read_service_replies)
     ck_assert_int_eq(natsConnection_PublishString(op, "_SP_INBOX.svc.1", "secret reply"), NATS_OK);
     ck_assert(!receives(replies, 500));
 
-    natsSubscription_Destroy(own);
+    natsSubscription_Destroy(svc);
     natsSubscription_Destroy(replies);
     close_nats(nc, op);
+}
+END_TEST
+
+/* An integrator reads SP_SLOT_STATUS (its info, a message by subject or sequence) and
+ * nothing else of JetStream: it cannot create a consumer (whose deliver subject would
+ * make the server publish where it may not), nor list or delete another party's. */
+START_TEST(subscriber_reads_slot_status_but_touches_no_consumer)
+{
+    migrate_ok();
+    natsConnection *op = connect_as("spctl", spctl_password);
+    natsConnection *nc = connect_as("subscriber", "subscriber");
+    natsSubscription *spy = NULL;
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    jsConsumerConfig cc;
+
+    ck_assert_int_eq(natsConnection_JetStream(&js, op, NULL), NATS_OK);
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "other-integrator";
+    cc.AckPolicy = js_AckExplicit;
+    ck_assert_int_eq(js_AddConsumer(&ci, js, "SP_SLOT_STATUS", &cc, NULL, NULL), NATS_OK);
+    jsConsumerInfo_Destroy(ci);
+    ck_assert_int_eq(natsConnection_PublishString(op, "sp.slot-status.v1.c1.e1.l1.A7", "FREE"),
+                     NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&spy, op, "sp.auth.v1.>"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(op), NATS_OK);
+    usleep(200 * 1000); /* stored by JetStream */
+
+    char *info = ask(nc, "$JS.SP.API.STREAM.INFO.SP_SLOT_STATUS", "");
+    ck_assert_msg(info && strstr(info, "\"SP_SLOT_STATUS\""), "%s", info ? info : "(none)");
+    free(info);
+    char *got = ask(nc, "$JS.SP.API.STREAM.MSG.GET.SP_SLOT_STATUS",
+                    "{\"last_by_subj\":\"sp.slot-status.v1.c1.e1.l1.A7\"}");
+    ck_assert_msg(got && strstr(got, "\"message\""), "%s", got ? got : "(none)");
+    free(got);
+
+    const struct {
+        const char *subject, *body;
+    } refused[] = {
+        {"$JS.API.CONSUMER.CREATE.SP_SLOT_STATUS", "{\"stream_name\":\"SP_SLOT_STATUS\",\"config\":"
+                                                   "{\"deliver_subject\":\"sp.auth.v1.Register\","
+                                                   "\"ack_policy\":\"none\"}}"},
+        {"$JS.API.CONSUMER.DURABLE.CREATE.SP_SLOT_STATUS.mine",
+         "{\"stream_name\":\"SP_SLOT_STATUS\",\"config\":{\"durable_name\":\"mine\","
+         "\"deliver_subject\":\"_SP_INBOX.steal\",\"ack_policy\":\"none\"}}"},
+        {"$JS.API.CONSUMER.LIST.SP_SLOT_STATUS", ""},
+        {"$JS.API.CONSUMER.NAMES.SP_SLOT_STATUS", ""},
+        {"$JS.API.CONSUMER.DELETE.SP_SLOT_STATUS.other-integrator", ""},
+        {"$JS.API.STREAM.DELETE.SP_SLOT_STATUS", ""},
+        {"$JS.API.STREAM.PURGE.SP_SLOT_STATUS", ""},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        forget_error();
+        char *r = ask(nc, refused[i].subject, refused[i].body);
+        ck_assert_msg(r == NULL, "%s answered %s", refused[i].subject, r);
+        ck_assert_msg(saw_error("Permissions Violation for Publish"), "%s", refused[i].subject);
+    }
+    ck_assert(!receives(spy, 500)); /* nothing was delivered onto a service subject */
+    ck_assert_int_eq(js_GetConsumerInfo(&ci, js, "SP_SLOT_STATUS", "other-integrator", NULL, NULL),
+                     NATS_OK);
+    jsConsumerInfo_Destroy(ci);
+    ck_assert_int_eq(js_GetConsumerInfo(&ci, js, "SP_SLOT_STATUS", "mine", NULL, NULL),
+                     NATS_NOT_FOUND);
+    ck_assert_int_eq(js_DeleteConsumer(js, "SP_SLOT_STATUS", "other-integrator", NULL, NULL),
+                     NATS_OK);
+
+    natsSubscription_Destroy(spy);
+    jsCtx_Destroy(js);
+    close_nats(nc, op);
+}
+END_TEST
+
+/* Cameras and integrators live in accounts of their own: neither sees the other's
+ * replies, even subscribed to the whole _INBOX.> it is allowed. */
+START_TEST(camera_and_subscriber_do_not_share_replies)
+{
+    migrate_ok();
+    natsConnection *cam = connect_as("camera", "camera");
+    natsConnection *sub = connect_as("subscriber", "subscriber");
+    natsSubscription *cam_inbox = NULL, *sub_inbox = NULL;
+
+    ck_assert_int_eq(natsConnection_SubscribeSync(&cam_inbox, cam, "_INBOX.>"), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub_inbox, sub, "_INBOX.>"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(cam), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(sub), NATS_OK);
+    char *info = ask(sub, "$JS.SP.API.STREAM.INFO.SP_SLOT_STATUS", "");
+    ck_assert_ptr_nonnull(info);
+    free(info);
+    ck_assert(receives(sub_inbox, 1000)); /* its own reply, seen by its own wildcard */
+    ck_assert(!receives(cam_inbox, 500));
+
+    /* a camera's request answered in SP comes back to the camera only */
+    natsConnection *op = connect_as("spctl", spctl_password);
+    natsSubscription *svc = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&svc, op, "sp.ingest.v1.Heartbeat"), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(op), NATS_OK);
+    ck_assert_int_eq(
+        natsConnection_PublishRequestString(cam, "sp.ingest.v1.Heartbeat", "_INBOX.cam.2", "hb"),
+        NATS_OK);
+    natsMsg *req = NULL;
+    ck_assert_int_eq(natsSubscription_NextMsg(&req, svc, 2000), NATS_OK);
+    ck_assert_int_eq(natsConnection_PublishString(op, natsMsg_GetReply(req), "ok"), NATS_OK);
+    natsMsg_Destroy(req);
+    ck_assert(receives(cam_inbox, 1000));
+    ck_assert(!receives(sub_inbox, 500));
+
+    natsSubscription_Destroy(svc);
+    natsSubscription_Destroy(cam_inbox);
+    natsSubscription_Destroy(sub_inbox);
+    natsConnection_Destroy(op);
+    close_nats(cam, sub);
+}
+END_TEST
+
+/* A service may use the JetStream API of the streams it consumes only: none of them can
+ * delete or purge a stream, or touch another stream's consumers. */
+START_TEST(services_use_only_their_own_streams)
+{
+    migrate_ok();
+    const struct {
+        const char *user, *subject;
+    } refused[] = {
+        {"auth", "$JS.API.STREAM.DELETE.SP_EVENTS"},
+        {"auth", "$JS.API.CONSUMER.INFO.SP_AUDIT.tenancy"},
+        {"tenancy", "$JS.API.STREAM.DELETE.SP_AUDIT"},
+        {"tenancy", "$JS.API.STREAM.PURGE.SP_EVENTS"},
+        {"tenancy", "$JS.API.CONSUMER.DELETE.SP_EVENTS.projection"},
+        {"gateway", "$JS.API.STREAM.DELETE.SP_SLOT_STATUS"},
+        {"gateway", "$JS.API.CONSUMER.INFO.SP_AUDIT.tenancy"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char key[64], pw[128];
+        snprintf(key, sizeof key, "SP_NATS_%s_PASSWORD", refused[i].user);
+        for (char *c = key; *c; c++)
+            if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+        secret(pw, sizeof pw, key);
+        natsConnection *nc = connect_inbox(refused[i].user, pw, "_SP_INBOX");
+        forget_error();
+        char *r = ask(nc, refused[i].subject, "");
+        ck_assert_msg(r == NULL, "%s: %s answered %s", refused[i].user, refused[i].subject, r);
+        ck_assert_msg(saw_error("Permissions Violation for Publish"), "%s: %s", refused[i].user,
+                      refused[i].subject);
+        natsConnection_Destroy(nc);
+    }
+    /* what tenancy consumes is still its own to read */
+    char pw[128];
+    secret(pw, sizeof pw, "SP_NATS_TENANCY_PASSWORD");
+    natsConnection *nc = connect_inbox("tenancy", pw, "_SP_INBOX");
+    char *info = ask(nc, "$JS.API.CONSUMER.NAMES.SP_AUDIT", "");
+    ck_assert_msg(info && strstr(info, "consumers"), "%s", info ? info : "(none)");
+    free(info);
+    close_nats(nc, NULL);
 }
 END_TEST
 
@@ -572,6 +760,9 @@ int main(void)
     tcase_add_test(bus, subscriber_reads_slot_status_but_cannot_call_services);
     tcase_add_test(bus, camera_cannot_read_service_replies);
     tcase_add_test(bus, camera_publishes_only_on_the_ingest_subjects);
+    tcase_add_test(bus, subscriber_reads_slot_status_but_touches_no_consumer);
+    tcase_add_test(bus, camera_and_subscriber_do_not_share_replies);
+    tcase_add_test(bus, services_use_only_their_own_streams);
     suite_add_tcase(s, db);
     suite_add_tcase(s, bus);
 

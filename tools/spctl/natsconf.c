@@ -1,6 +1,7 @@
 /* natsconf.c -- "spctl nats-config": writes the nats-server 2.9 config of a stack:
- * listen address, JetStream limits, max_payload, and the users with their permissions
- * (one table below), passwords taken from the environment (gen-secrets). */
+ * listen address, JetStream limits, max_payload, the accounts with what they share, and
+ * the users with their permissions (tables below), passwords taken from the environment
+ * (gen-secrets). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,14 +14,24 @@
 
 #define MAX_SUBJ 12
 
-/* One NATS user: where its password comes from and what it may publish and subscribe.
- * Services get allow_responses so they can answer requests on any reply subject. */
+/* The accounts: the stack's own processes share SP (JetStream, every service subject);
+ * integrators and cameras each live in an account of their own, which sees only what SP
+ * exports to it. An outside user can thus never make the server deliver into SP's
+ * subjects (it cannot create consumers there), touch SP's streams or consumers beyond the
+ * reads exported, or read another account's replies (each account's _INBOX is its own). */
+typedef enum { ACC_SP, ACC_INTEGRATORS, ACC_CAMERAS, ACC_COUNT } nats_account;
+static const char *const account_names[ACC_COUNT] = {"SP", "INTEGRATORS", "CAMERAS"};
+
+/* One NATS user: where its password comes from, its account and what it may publish and
+ * subscribe there. Services get allow_responses so they can answer requests on any reply
+ * subject (the replies of imported services arrive on _R_ subjects). */
 typedef struct {
     const char *user;     /* fixed name, or NULL: taken from user_env */
     const char *user_env; /* "SP_NATS_SUBSCRIBER_USER" */
     const char *user_def; /* default when user_env is unset */
     const char *pass_env; /* "SP_NATS_AUTH_PASSWORD" */
     const char *pass_def; /* NULL: required */
+    nats_account account;
     bool allow_responses;
     const char *pub[MAX_SUBJ];
     const char *sub[MAX_SUBJ];
@@ -29,47 +40,74 @@ typedef struct {
 /* The request subjects of every API, so that the services can call each other. */
 #define REQUESTS "sp.*.v1.*"
 #define SP_INBOX "_SP_INBOX.>"
+/* A durable pull consumer of stream S (create, info, next message, ack): only the streams
+ * a process consumes, never $JS.API.> (which deletes any stream). */
+#define CONSUMES(S)                                                                                \
+    "$JS.API.CONSUMER.*." S, "$JS.API.CONSUMER.*." S ".>",                                         \
+        "$JS.API.CONSUMER.DURABLE.CREATE." S ".>", "$JS.API.CONSUMER.MSG.NEXT." S ".>",            \
+        "$JS.ACK." S ".>"
+/* What integrators may read of SP_SLOT_STATUS: its info and a message by sequence or by
+ * last subject (replay), nothing that creates, lists or deletes a consumer. In their
+ * account these are under the API prefix $JS.SP.API (cnats: jsOptions.Prefix), since a
+ * JetStream API subject of their own would be answered by their own account. */
+#define SLOT_STATUS_INFO "$JS.API.STREAM.INFO.SP_SLOT_STATUS"
+#define SLOT_STATUS_GET "$JS.API.STREAM.MSG.GET.SP_SLOT_STATUS"
+#define SP_API_INFO "$JS.SP.API.STREAM.INFO.SP_SLOT_STATUS"
+#define SP_API_GET "$JS.SP.API.STREAM.MSG.GET.SP_SLOT_STATUS"
 
 /* clang-format off */
 static const nats_user users[] = {
     /* The gateway calls every API and reads the change and slot-status subjects for its
      * caches and SSE streams; JetStream for the SSE replay of SP_SLOT_STATUS. */
-    {"gateway", NULL, NULL, "SP_NATS_GATEWAY_PASSWORD", NULL, false,
-     {REQUESTS, "$JS.API.>", "$JS.ACK.SP_SLOT_STATUS.>", "$JS.FC.>"},
+    {"gateway", NULL, NULL, "SP_NATS_GATEWAY_PASSWORD", NULL, ACC_SP, false,
+     {REQUESTS, CONSUMES("SP_SLOT_STATUS"), SLOT_STATUS_INFO, SLOT_STATUS_GET, "$JS.FC.>"},
      {SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>", "sp.auth.changed.>",
       "sp.slot-status.v1.>"}},
-    /* each service: serves its API, calls the others, writes its audit outbox and its
-     * change notifications, uses JetStream, answers on any reply subject */
-    {"auth", NULL, NULL, "SP_NATS_AUTH_PASSWORD", NULL, true,
-     {REQUESTS, "sp.audit.>", "sp.auth.changed.>", "$JS.API.>", "$JS.ACK.>"},
+    /* each service: serves its API, calls the others, writes its audit outbox (a publish
+     * acknowledged by JetStream: no API needed) and its change notifications, consumes
+     * its own streams only, answers on any reply subject */
+    {"auth", NULL, NULL, "SP_NATS_AUTH_PASSWORD", NULL, ACC_SP, true,
+     {REQUESTS, "sp.audit.>", "sp.auth.changed.>"},
      {"sp.auth.v1.*", SP_INBOX}},
-    {"tenancy", NULL, NULL, "SP_NATS_TENANCY_PASSWORD", NULL, true,
-     {REQUESTS, "sp.audit.>", "sp.tenancy.changed.>", "$JS.API.>", "$JS.ACK.>"},
+    {"tenancy", NULL, NULL, "SP_NATS_TENANCY_PASSWORD", NULL, ACC_SP, true,
+     {REQUESTS, "sp.audit.>", "sp.tenancy.changed.>", CONSUMES("SP_AUDIT")},
      {"sp.tenancy.v1.*", SP_INBOX}},
-    {"catalog", NULL, NULL, "SP_NATS_CATALOG_PASSWORD", NULL, true,
-     {REQUESTS, "sp.audit.>", "sp.catalog.changed.>", "$JS.API.>", "$JS.ACK.>"},
+    {"catalog", NULL, NULL, "SP_NATS_CATALOG_PASSWORD", NULL, ACC_SP, true,
+     {REQUESTS, "sp.audit.>", "sp.catalog.changed.>"},
      {"sp.catalog.v1.*", SP_INBOX, "sp.tenancy.changed.>"}},
-    {"ingest", NULL, NULL, "SP_NATS_INGEST_PASSWORD", NULL, true,
-     {REQUESTS, "sp.audit.>", "sp.events.>", "$JS.API.>", "$JS.ACK.>"},
+    {"ingest", NULL, NULL, "SP_NATS_INGEST_PASSWORD", NULL, ACC_SP, true,
+     {REQUESTS, "sp.audit.>", "sp.events.>"},
      {"sp.ingest.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
-    {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, true,
-     {REQUESTS, "sp.audit.>", "sp.slot-status.v1.>", "$JS.API.>", "$JS.ACK.>"},
+    {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, ACC_SP, true,
+     {REQUESTS, "sp.audit.>", "sp.slot-status.v1.>", CONSUMES("SP_EVENTS")},
      {"sp.status.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
     /* the operator: migrations, streams, camsim, diagnostics */
-    {"spctl", NULL, NULL, "SP_NATS_SPCTL_PASSWORD", NULL, false, {">"}, {">"}},
-    /* integrations: the public slot-status subjects, and reading SP_SLOT_STATUS only */
+    {"spctl", NULL, NULL, "SP_NATS_SPCTL_PASSWORD", NULL, ACC_SP, false, {">"}, {">"}},
+    /* integrations: the public slot-status subjects, and reading SP_SLOT_STATUS */
     {NULL, "SP_NATS_SUBSCRIBER_USER", "subscriber", "SP_NATS_SUBSCRIBER_PASSWORD", "subscriber",
-     false,
-     {"$JS.API.INFO", "$JS.API.STREAM.INFO.SP_SLOT_STATUS",
-      "$JS.API.CONSUMER.*.SP_SLOT_STATUS", "$JS.API.CONSUMER.*.SP_SLOT_STATUS.>",
-      "$JS.API.CONSUMER.DURABLE.CREATE.SP_SLOT_STATUS.>",
-      "$JS.API.CONSUMER.MSG.NEXT.SP_SLOT_STATUS.>", "$JS.ACK.SP_SLOT_STATUS.>",
-      "$JS.FC.SP_SLOT_STATUS.>"},
+     ACC_INTEGRATORS, false,
+     {SP_API_INFO, SP_API_GET},
      {"sp.slot-status.v1.>", "_INBOX.>"}},
     /* cameras that speak NATS: the two ingest subjects, replies on their own inboxes */
-    {NULL, "SP_NATS_CAMERA_USER", "camera", "SP_NATS_CAMERA_PASSWORD", "camera", false,
+    {NULL, "SP_NATS_CAMERA_USER", "camera", "SP_NATS_CAMERA_PASSWORD", "camera", ACC_CAMERAS,
+     false,
      {"sp.ingest.v1.SlotEvents", "sp.ingest.v1.Heartbeat"},
      {"_INBOX.>"}},
+};
+
+/* What SP lends the other accounts: "stream" (SP's messages seen there) or "service"
+ * (requests from there answered in SP, the replies routed back). */
+static const struct {
+    const char *kind;
+    const char *subject;
+    nats_account to;
+    const char *local; /* the subject in the importing account; NULL: the same */
+} shares[] = {
+    {"stream", "sp.slot-status.v1.>", ACC_INTEGRATORS, NULL},
+    {"service", SLOT_STATUS_INFO, ACC_INTEGRATORS, SP_API_INFO},
+    {"service", SLOT_STATUS_GET, ACC_INTEGRATORS, SP_API_GET},
+    {"service", "sp.ingest.v1.SlotEvents", ACC_CAMERAS, NULL},
+    {"service", "sp.ingest.v1.Heartbeat", ACC_CAMERAS, NULL},
 };
 /* clang-format on */
 
@@ -110,6 +148,38 @@ static void write_list(FILE *f, const char *const *subj)
     fputc(']', f);
 }
 
+/* One entry of an account's users: name, password, permissions. */
+static sp_status write_user(FILE *f, const nats_user *u)
+{
+    const char *name = u->user;
+    const char *pass = spctl_env(u->pass_env);
+
+    if (!name) {
+        name = spctl_env(u->user_env);
+        if (!name) name = u->user_def;
+    }
+    if (!pass) pass = u->pass_def;
+    if (!pass)
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: %s is not set (source the secrets file)", u->pass_env);
+    if (!quotable(name) || !*name)
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: user name of %s must be printable ASCII without quotes",
+                          u->user ? u->user : u->user_env);
+    if (!quotable(pass))
+        return spctl_fail(SP_ERR_VALIDATION_FAILED,
+                          "nats-config: %s must be printable ASCII without quotes", u->pass_env);
+    fprintf(f, "      {\n        user: \"%s\"\n        password: \"%s\"\n", name, pass);
+    fputs("        permissions: {\n          publish: { allow: ", f);
+    write_list(f, u->pub);
+    fputs(" }\n          subscribe: { allow: ", f);
+    write_list(f, u->sub);
+    fputs(" }\n", f);
+    if (u->allow_responses) fputs("          allow_responses: true\n", f);
+    fputs("        }\n      }\n", f);
+    return SP_OK;
+}
+
 static sp_status write_config(FILE *f, const char *listen, const char *store, const char *host,
                               long http_port)
 {
@@ -123,38 +193,40 @@ static sp_status write_config(FILE *f, const char *listen, const char *store, co
             "jetstream {\n  store_dir: \"%s\"\n  max_memory_store: 268435456\n"
             "  max_file_store: 4294967296\n}\n",
             store);
-    fputs("authorization {\n  users: [\n", f);
-    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
-        const nats_user *u = &users[i];
-        const char *name = u->user;
-        const char *pass = spctl_env(u->pass_env);
-
-        if (!name) {
-            name = spctl_env(u->user_env);
-            if (!name) name = u->user_def;
+    fputs("accounts {\n", f);
+    for (int a = 0; a < ACC_COUNT; a++) {
+        fprintf(f, "  %s {\n", account_names[a]);
+        if (a == ACC_SP) fputs("    jetstream: enabled\n", f);
+        fputs("    users: [\n", f);
+        for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+            const nats_user *u = &users[i];
+            if ((int)u->account != a) continue;
+            sp_status s = write_user(f, u);
+            if (s != SP_OK) return s;
         }
-        if (!pass) pass = u->pass_def;
-        if (!pass)
-            return spctl_fail(SP_ERR_VALIDATION_FAILED,
-                              "nats-config: %s is not set (source the secrets file)", u->pass_env);
-        if (!quotable(name) || !*name)
-            return spctl_fail(SP_ERR_VALIDATION_FAILED,
-                              "nats-config: user name of %s must be printable ASCII without quotes",
-                              u->user ? u->user : u->user_env);
-        if (!quotable(pass))
-            return spctl_fail(SP_ERR_VALIDATION_FAILED,
-                              "nats-config: %s must be printable ASCII without quotes",
-                              u->pass_env);
-        fprintf(f, "    {\n      user: \"%s\"\n      password: \"%s\"\n", name, pass);
-        fputs("      permissions: {\n        publish: { allow: ", f);
-        write_list(f, u->pub);
-        fputs(" }\n        subscribe: { allow: ", f);
-        write_list(f, u->sub);
-        fputs(" }\n", f);
-        if (u->allow_responses) fputs("        allow_responses: true\n", f);
-        fputs("      }\n    }\n", f);
+        fputs("    ]\n", f);
+        for (int pass = 0; pass < 2; pass++) { /* exports of SP, imports of the others */
+            bool any = false;
+            for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++) {
+                bool mine = pass == 0 ? a == ACC_SP : (int)shares[i].to == a;
+                if (!mine) continue;
+                if (!any) fprintf(f, "    %s: [\n", pass == 0 ? "exports" : "imports");
+                any = true;
+                if (pass == 0)
+                    fprintf(f, "      { %s: \"%s\", accounts: [\"%s\"] }\n", shares[i].kind,
+                            shares[i].subject, account_names[shares[i].to]);
+                else if (shares[i].local != NULL)
+                    fprintf(f, "      { %s: { account: \"SP\", subject: \"%s\" }, to: \"%s\" }\n",
+                            shares[i].kind, shares[i].subject, shares[i].local);
+                else
+                    fprintf(f, "      { %s: { account: \"SP\", subject: \"%s\" } }\n",
+                            shares[i].kind, shares[i].subject);
+            }
+            if (any) fputs("    ]\n", f);
+        }
+        fputs("  }\n", f);
     }
-    fputs("  ]\n}\n", f);
+    fputs("}\n", f);
     return SP_OK;
 }
 
