@@ -53,6 +53,7 @@ static void respond(struct mg_connection *conn, int status, const char *type, co
                  "Content-Type: %s\r\n"
                  "Content-Length: %zu\r\n"
                  "Cache-Control: no-store\r\n"
+                 "X-Content-Type-Options: nosniff\r\n"
                  "%s"
                  "\r\n",
                  status, reason_phrase(status), type, blen, extra_headers ? extra_headers : "");
@@ -115,8 +116,7 @@ static int answer(struct mg_connection *conn, const char *path, spadmin_ready_fn
         char allow[256];
         snprintf(allow, sizeof(allow), "Allow: GET, HEAD\r\n%s", extra ? extra : "");
         respond(conn, 405, "application/json",
-                "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"GET only\"}}",
-                allow);
+                "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"GET only\"}}", allow);
         return 405;
     }
     if (health) {

@@ -184,6 +184,8 @@ typedef struct {
 
 /* CivetWeb begin_request callback: answers every request; returns the HTTP status. */
 int gw_http_handle(struct mg_connection *conn);
+/* CivetWeb's http_error callback: its own refusals in the contract's JSON shape. */
+int gw_http_error(struct mg_connection *conn, int status, const char *errmsg);
 /* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
 bool gw_ready(void *user, char *why, size_t whylen);
 /* SIGTERM: from now on new requests answer 503 (Connection: close) and /readyz 503; waits

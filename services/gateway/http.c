@@ -29,6 +29,8 @@ typedef struct {
     const char *method;  /* the method for metrics: a known one or "OTHER" */
     char headers[192];   /* extra response headers ("Allow: GET\r\n") */
     bool close;          /* answer with Connection: close (body left unread, or unsafe) */
+    bool head;           /* a HEAD: the answer's headers without its body */
+    int ncl, nte;        /* Content-Length and Transfer-Encoding headers (frame_ok_or_reply) */
     int status;
     char *body;          /* the request body (malloc'd, at most max_body bytes) */
     size_t body_len;
@@ -136,19 +138,22 @@ static void respond(gw_req *r, int status, const char *ctype, const char *body, 
     if (r->close) mg_disable_connection_keep_alive(r->conn);
     if (status == 204 || body == NULL)
         n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s"
-                     "%s\r\n",
+                     "HTTP/1.1 %d %s\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n%s%s%s\r\n",
                      status, status_text(status), r->rid, r->headers,
                      r->close ? "Connection: close\r\n" : "",
                      status == 204 ? "" : "Content-Length: 0\r\n");
     else
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s\r\n",
+                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
                      status, status_text(status), ctype, len, r->rid, r->headers,
                      r->close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head)) n = 0; /* cannot happen: every part is bounded */
-    size_t blen = (status == 204 || body == NULL) ? 0 : len;
+    /* a HEAD gets the headers a GET would (its Content-Length too) and no body: a body
+     * after them would be read as the start of the next answer */
+    size_t blen = (status == 204 || body == NULL || r->head) ? 0 : len;
     char *buf = sp_arena_alloc(r->arena, (size_t)n + blen);
     if (buf == NULL) return;
     memcpy(buf, head, (size_t)n);
@@ -251,25 +256,11 @@ static bool is_json_type(const char *ct)
 }
 
 /* Reads the body, never more than max_body bytes (a longer body, chunked or not: 413).
- * Replies 400 (Transfer-Encoding with Content-Length, several Content-Length, a body cut
- * short) or 413. */
+ * Replies 400 (a body cut short) or 413; the framing was checked by frame_ok_or_reply. */
 static sp_status read_body_or_reply(gw_req *r)
 {
     const struct mg_request_info *ri = r->ri;
-    int ncl = 0, nte = 0;
-    for (int i = 0; i < ri->num_headers; i++) {
-        if (strcasecmp(ri->http_headers[i].name, "Content-Length") == 0) ncl++;
-        if (strcasecmp(ri->http_headers[i].name, "Transfer-Encoding") == 0) nte++;
-    }
-    if (nte > 0 && ncl > 0) {
-        r->close = true; /* the framing is ambiguous: never reuse this connection */
-        return reply_error(r, SP_ERR_BAD_REQUEST,
-                           "both Transfer-Encoding and Content-Length are present");
-    }
-    if (ncl > 1 || nte > 1) {
-        r->close = true;
-        return reply_error(r, SP_ERR_BAD_REQUEST, "repeated Content-Length or Transfer-Encoding");
-    }
+    int ncl = r->ncl, nte = r->nte; /* at most one of them: frame_ok_or_reply */
     long long max = r->g->max_body;
     if (ncl == 1 && ri->content_length > max) {
         r->close = true; /* the body stays unread */
@@ -483,13 +474,6 @@ static void serve(gw_req *r)
     gw_param params[GW_MAX_PARAMS];
     size_t np = 0;
     char allow[64];
-    /* CivetWeb keeps the first MG_MAX_HEADERS (64) headers and silently drops the rest, an
-     * Authorization or a Content-Length among them: refuse rather than guess */
-    if (r->ri->num_headers >= MG_MAX_HEADERS) {
-        r->close = true;
-        reply_error(r, SP_ERR_HEADERS_TOO_LARGE, "more than 63 request headers");
-        return;
-    }
     int st = gw_openapi_serve(r->conn, r->ri->request_method, r->ri->local_uri, r->rid, &r->route);
     if (st != 0) {
         r->status = st;
@@ -526,10 +510,102 @@ static void serve(gw_req *r)
     call_and_reply(r, route, in, route->roles != 0 ? &claims : NULL);
 }
 
+/* A Content-Length as RFC 9110 has it: 1..18 digits and nothing else (no sign, space,
+ * "0x" or trailing text, which CivetWeb's strtoll would take, leaving the rest of the
+ * body to be read as the next request). */
+static bool content_length_ok(const char *v)
+{
+    size_t n = strlen(v);
+    return n > 0 && n <= 18 && strspn(v, "0123456789") == n;
+}
+
+/* What every request must be before anything reads it, /healthz and /metrics included;
+ * each failure closes the connection, since what follows cannot be framed safely:
+ * - at most 63 headers (CivetWeb keeps the first 64 and drops the rest silently, an
+ *   Authorization or a Content-Length among them): 431;
+ * - exactly one Host in HTTP/1.1, at most one in HTTP/1.0 (RFC 9112 3.2): 400;
+ * - at most one Content-Length, strictly digits; at most one Transfer-Encoding, which must
+ *   be "chunked"; never both (the request-smuggling primitives): 400.
+ * A NUL in the target ("/metrics%00.css") cannot be seen here: CivetWeb hands over the
+ * target decoded, cut at the NUL (docs/decisions.md: the edge in front refuses it). */
+static sp_status frame_ok_or_reply(gw_req *r)
+{
+    const struct mg_request_info *ri = r->ri;
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        r->close = true;
+        return reply_error(r, SP_ERR_HEADERS_TOO_LARGE, "more than 63 request headers");
+    }
+    int nhost = 0;
+    const char *cl = NULL, *te = NULL;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const char *name = ri->http_headers[i].name;
+        if (strcasecmp(name, "Host") == 0) nhost++;
+        if (strcasecmp(name, "Content-Length") == 0) {
+            r->ncl++;
+            cl = ri->http_headers[i].value;
+        }
+        if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            r->nte++;
+            te = ri->http_headers[i].value;
+        }
+    }
+    const char *why = NULL;
+    if (nhost > 1 || (nhost == 0 && strcmp(ri->http_version, "1.1") == 0))
+        why = "HTTP/1.1 needs exactly one Host header";
+    else if (r->ncl > 0 && r->nte > 0)
+        why = "both Transfer-Encoding and Content-Length are present";
+    else if (r->ncl > 1 || r->nte > 1)
+        why = "repeated Content-Length or Transfer-Encoding";
+    else if (cl != NULL && !content_length_ok(cl))
+        why = "Content-Length must be a decimal number of digits only";
+    else if (te != NULL && strcasecmp(te, "chunked") != 0)
+        why = "Transfer-Encoding other than chunked";
+    if (why == NULL) return SP_OK;
+    r->close = true;
+    return reply_error(r, SP_ERR_BAD_REQUEST, why);
+}
+
 static bool is_ops_path(const char *p)
 {
     return p != NULL &&
            (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0);
+}
+
+/* CivetWeb's own refusals (a header over SP_HTTP_MAX_HEADER, a malformed header line, a
+ * bad version, a negative Content-Length, ...), which would be text/plain without a
+ * request id: the contract's JSON error instead, always closing the connection (CivetWeb
+ * could not frame the request). 413 and 431 keep their status; any other 4xx or 505 is
+ * 400 bad_request (the contract has no 411 or 505), a 5xx 500 internal. */
+int gw_http_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+    gw_req r;
+    memset(&r, 0, sizeof(r));
+    r.conn = conn;
+    r.ri = mg_get_request_info(conn);
+    r.route = "unmatched";
+    r.close = true;
+    r.head =
+        r.ri != NULL && r.ri->request_method != NULL && strcmp(r.ri->request_method, "HEAD") == 0;
+    new_request_id(r.rid);
+    r.arena = sp_arena_create(1024);
+    if (r.arena == NULL) return 1; /* CivetWeb's own answer, then */
+    sp_status s = status == 413                    ? SP_ERR_PAYLOAD_TOO_LARGE
+                  : status == 431                  ? SP_ERR_HEADERS_TOO_LARGE
+                  : status >= 500 && status != 505 ? SP_ERR_INTERNAL
+                                                   : SP_ERR_BAD_REQUEST;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s", errmsg != NULL && errmsg[0] != '\0' ? errmsg : "bad request");
+    msg[strcspn(msg, "\r\n")] = '\0';
+    reply_error(&r, s, msg);
+    char st[8];
+    snprintf(st, sizeof(st), "%d", r.status);
+    sp_log_info(r.rid, "http_refused", "civetwebStatus", st, "detail", msg);
+    char labels[96];
+    snprintf(labels, sizeof(labels), "route=\"unmatched\",method=\"OTHER\",status=\"%d\"",
+             r.status);
+    spadmin_counter_add("sp_http_requests_total", labels, 1);
+    sp_arena_destroy(r.arena);
+    return 0;
 }
 
 /* Shutdown (gw_http_quiesce): requests being served, and whether new ones are refused. */
@@ -556,16 +632,11 @@ int gw_http_handle(struct mg_connection *conn)
     r.g = mg_get_user_data(mg_get_context(conn));
     r.route = "unmatched";
     r.method = metric_method(r.ri->request_method);
+
+    r.head = strcmp(r.ri->request_method, "HEAD") == 0;
     int64_t t0 = sp_monotonic_us();
 
     request_id(&r);
-    if (is_ops_path(r.ri->local_uri) && strcmp(r.ri->request_method, "GET") == 0) {
-        char rid[MAX_REQUEST_ID + 32];
-        snprintf(rid, sizeof(rid), "X-Request-Id: %s\r\n", r.rid);
-        if (spadmin_handle(conn, r.ri->local_uri, gw_ready, r.g, rid))
-            return 200; /* probes and scrapes: not counted, not logged */
-    }
-
     r.arena = sp_arena_create(8192);
     if (r.arena == NULL) {
         static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
@@ -573,15 +644,25 @@ int gw_http_handle(struct mg_connection *conn)
         mg_write(conn, oom, sizeof(oom) - 1);
         return 500;
     }
-    /* in flight before the stop flag is read: gw_http_quiesce waits for exactly these */
-    atomic_fetch_add(&g_inflight, 1);
-    if (atomic_load(&g_stopping)) {
-        r.close = true;
-        reply_error(&r, SP_ERR_UNAVAILABLE, "shutting down");
-    } else {
-        serve(&r);
+    if (frame_ok_or_reply(&r) == SP_OK) {
+        if (is_ops_path(r.ri->local_uri) && strcmp(r.ri->request_method, "GET") == 0) {
+            char rid[MAX_REQUEST_ID + 32];
+            snprintf(rid, sizeof(rid), "X-Request-Id: %s\r\n", r.rid);
+            if (spadmin_handle(conn, r.ri->local_uri, gw_ready, r.g, rid)) {
+                sp_arena_destroy(r.arena);
+                return 200; /* probes and scrapes: not counted, not logged */
+            }
+        }
+        /* in flight before the stop flag is read: gw_http_quiesce waits for exactly these */
+        atomic_fetch_add(&g_inflight, 1);
+        if (atomic_load(&g_stopping)) {
+            r.close = true;
+            reply_error(&r, SP_ERR_UNAVAILABLE, "shutting down");
+        } else {
+            serve(&r);
+        }
+        atomic_fetch_sub(&g_inflight, 1);
     }
-    atomic_fetch_sub(&g_inflight, 1);
 
     double secs = (double)(sp_monotonic_us() - t0) / 1e6;
     char labels[256], status[8], us[24];

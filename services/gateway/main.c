@@ -70,6 +70,7 @@ static struct mg_context *start_http(const sp_config *cfg, gw_state *g)
     memset(&cb, 0, sizeof(cb));
     cb.begin_request = begin_request;
     cb.log_message = log_message;
+    cb.http_error = gw_http_error;
     return mg_start(&cb, g, options);
 }
 

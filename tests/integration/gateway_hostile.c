@@ -603,6 +603,178 @@ static sptest_resp *json_patient(const char *method, const char *path, const cha
     return r;
 }
 
+/* ---- framing: smuggling primitives and the contract's errors --------------------------- */
+
+/* Each request would let a body run as a second request, or is not HTTP/1.1 as it must be:
+ * the answer is the contract's JSON error (status, code, X-Request-Id, nosniff), and the
+ * connection is closed right after it, so nothing that followed is ever read as a request.
+ * "@E" in a request is a fresh email that the smuggled register would create. */
+static const struct {
+    const char *req;
+    long status;
+    const char *code;
+} framing[] = {
+    /* Content-Length parsed loosely by strtoll: "0x26" is 0 */
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+     "Content-Length: 0x26\r\n\r\n@R",
+     400, "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 2abc\r\n\r\n{}@R", 400,
+     "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}@R", 400,
+     "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length:  2 \r\n\r\n{}@R", 400,
+     "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n@R", 400, "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 90\r\n\r\n"
+     "{}@R",
+     400, "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n@R",
+     400, "bad_request"},
+    {"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n@R", 400,
+     "bad_request"},
+    /* Host: exactly one in HTTP/1.1 */
+    {"GET /healthz HTTP/1.1\r\n\r\n@R", 400, "bad_request"},
+    {"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n@R", 400, "bad_request"},
+    /* CivetWeb's own refusals, in the contract's shape */
+    {"GET /healthz HTTP/9.9\r\nHost: t\r\n\r\n@R", 400, "bad_request"},
+    {"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\tb\r\n\r\n@R", 400, "bad_request"},
+    {"GET /healthz HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n@R", 400, "bad_request"},
+};
+
+/* A register of a fresh account: the request smuggled behind each case above. */
+static size_t smuggled(char *out, size_t cap, char *email, size_t elen)
+{
+    sptest_unique_email(email, elen, "smuggled");
+    char body[256];
+    int bn = snprintf(body, sizeof(body),
+                      "{\"name\":\"Smuggled\",\"email\":\"%s\",\"password\":\"password-smuggled\"}",
+                      email);
+    return (size_t)snprintf(out, cap,
+                            "POST /v1/auth/register HTTP/1.1\r\nHost: t\r\n"
+                            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                            bn, body);
+}
+
+/* True when nothing more comes on fd and the server closes it within 3 s. */
+static bool closed_after(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, 0);
+    return n == 0;
+}
+
+static void assert_contract_error(const raw_answer *a, long status, const char *code,
+                                  const char *what)
+{
+    assert_error(a, status, code, what);
+    ck_assert_msg(strcasestr(a->head, "\r\nX-Request-Id: ") != NULL, "%s: no X-Request-Id: %s",
+                  what, a->head);
+    ck_assert_msg(strcasestr(a->head, "\r\nX-Content-Type-Options: nosniff\r\n") != NULL,
+                  "%s: no nosniff: %s", what, a->head);
+    ck_assert_msg(strcasestr(a->head, "\r\nContent-Type: application/json") != NULL,
+                  "%s: not JSON: %s", what, a->head);
+    cJSON *j = cJSON_Parse(a->body);
+    const cJSON *rid =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "error"), "requestId");
+    ck_assert_msg(cJSON_IsString(rid), "%s: no error.requestId: %s", what, a->body);
+    cJSON_Delete(j);
+}
+
+START_TEST(ambiguous_framing_is_400_and_closes)
+{
+    char req[2048], extra[1024], email[128];
+    size_t xn = smuggled(extra, sizeof(extra), email, sizeof(email));
+    const char *tpl = framing[_i].req;
+    const char *at = strstr(tpl, "@R");
+    ck_assert_ptr_nonnull(at);
+    size_t n = (size_t)snprintf(req, sizeof(req), "%.*s", (int)(at - tpl), tpl);
+    memcpy(req + n, extra, xn);
+    n += xn;
+
+    int fd = gw_connect(3000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(send_all(fd, req, n));
+    raw_answer a = read_answer(fd);
+    char what[64];
+    snprintf(what, sizeof(what), "framing row %d", _i);
+    assert_contract_error(&a, framing[_i].status, framing[_i].code, what);
+    ck_assert_msg(closed_after(fd), "%s: the connection stayed open", what);
+    close(fd);
+
+    /* the request behind it never ran: its account does not exist */
+    char login[512], lbody[256];
+    int ln = snprintf(lbody, sizeof(lbody), "{\"email\":\"%s\",\"password\":\"password-smuggled\"}",
+                      email);
+    int m = snprintf(login, sizeof(login),
+                     "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     ln, lbody);
+    raw_answer l = raw(login, (size_t)m);
+    assert_error(&l, 401, "unauthenticated", "login of the smuggled account");
+    assert_alive();
+}
+END_TEST
+
+/* The 64-header limit holds on the probes too: a Content-Length after 70 headers would be
+ * dropped and the body run as a request (an account created from a GET /healthz). */
+START_TEST(header_limit_holds_on_healthz_readyz_and_metrics)
+{
+    const char *paths[] = {"/healthz", "/readyz", "/metrics"};
+    for (size_t p = 0; p < 3; p++) {
+        char *req = malloc(16384);
+        char extra[1024], email[128];
+        ck_assert_ptr_nonnull(req);
+        size_t xn = smuggled(extra, sizeof(extra), email, sizeof(email));
+        size_t n = (size_t)sprintf(req, "GET %s HTTP/1.1\r\nHost: t\r\n", paths[p]);
+        for (int i = 0; i < 70; i++)
+            n += (size_t)sprintf(req + n, "X-H-%d: v\r\n", i);
+        n += (size_t)sprintf(req + n, "Content-Length: %zu\r\n\r\n", xn);
+        memcpy(req + n, extra, xn);
+        n += xn;
+        int fd = gw_connect(3000);
+        ck_assert_int_ge(fd, 0);
+        ck_assert(send_all(fd, req, n));
+        raw_answer a = read_answer(fd);
+        assert_contract_error(&a, 431, "headers_too_large", paths[p]);
+        ck_assert_msg(closed_after(fd), "%s: the connection stayed open", paths[p]);
+        close(fd);
+        free(req);
+    }
+    assert_alive();
+}
+END_TEST
+
+/* A HEAD answered with an error carries no body on a kept-alive connection: the next
+ * answer on it starts where it should. */
+START_TEST(head_errors_have_no_body_and_the_connection_stays_in_step)
+{
+    static const char req[] = "HEAD /nowhere HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "HEAD /v1/auth/login HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    int fd = gw_connect(3000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(send_all(fd, req, sizeof(req) - 1));
+    char buf[8192];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    close(fd);
+    /* three answers, each starting right after the previous head */
+    char *second = strstr(buf, "\r\n\r\n");
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 404 ", 13) == 0, "%s", buf);
+    ck_assert_ptr_nonnull(second);
+    ck_assert_msg(strncmp(second + 4, "HTTP/1.1 405 ", 13) == 0, "after the 404: %s", second + 4);
+    char *third = strstr(second + 4, "\r\n\r\n");
+    ck_assert_ptr_nonnull(third);
+    ck_assert_msg(strncmp(third + 4, "HTTP/1.1 200 ", 13) == 0, "after the 405: %s", third + 4);
+}
+END_TEST
+
 START_TEST(sql_metacharacters_are_stored_verbatim)
 {
     static const char *names[] = {
@@ -672,6 +844,10 @@ static Suite *hostile_suite(void)
     tcase_add_test(tc, slowloris_does_not_block_others_and_is_closed);
     tcase_add_test(tc, three_hundred_keep_alive_connections_are_all_served);
     tcase_add_test(tc, sql_metacharacters_are_stored_verbatim);
+    tcase_add_loop_test(tc, ambiguous_framing_is_400_and_closes, 0,
+                        (int)(sizeof(framing) / sizeof(framing[0])));
+    tcase_add_test(tc, header_limit_holds_on_healthz_readyz_and_metrics);
+    tcase_add_test(tc, head_errors_have_no_body_and_the_connection_stays_in_step);
     suite_add_tcase(s, tc);
     return s;
 }
