@@ -178,6 +178,7 @@ typedef struct {
     gw_revoked *revoked; /* the revoked sessions (revoked.c) */
     spjwt_keys keys;
     long long max_body;  /* SP_HTTP_MAX_BODY */
+    int http_threads;    /* SP_HTTP_THREADS: CivetWeb's workers, one per held connection */
     int bus_timeout_ms;  /* SP_BUS_TIMEOUT_MS */
     gw_proxies *proxies; /* SP_TRUSTED_PROXIES */
 } gw_state;
@@ -186,7 +187,12 @@ typedef struct {
 int gw_http_handle(struct mg_connection *conn);
 /* CivetWeb's http_error callback: its own refusals in the contract's JSON shape. */
 int gw_http_error(struct mg_connection *conn, int status, const char *errmsg);
-/* spadmin_ready_fn: NATS connected and Redis answering; 'user' is the gw_state. */
+/* CivetWeb's init_connection and connection_close callbacks: count the connections a
+ * worker holds (a slow or idle one as well as one being served). */
+int gw_conn_init(const struct mg_connection *conn, void **conn_data);
+void gw_conn_close(const struct mg_connection *conn);
+/* spadmin_ready_fn: NATS connected, Redis answering, and a worker free to take a new
+ * connection (not every one held by a connection); 'user' is the gw_state. */
 bool gw_ready(void *user, char *why, size_t whylen);
 /* SIGTERM: from now on new requests answer 503 (Connection: close) and /readyz 503; waits
  * up to timeout_ms for the requests being served to finish. Call before mg_stop, which

@@ -681,11 +681,37 @@ int gw_http_handle(struct mg_connection *conn)
     return r.status;
 }
 
+/* Connections a CivetWeb worker holds, from the moment one takes it (before its first
+ * request is read) until it is closed: once it equals SP_HTTP_THREADS, a new connection
+ * waits in CivetWeb's queue, whatever the held ones are doing (slow headers, an idle
+ * keep-alive, an unread answer). */
+static atomic_int g_conns_held;
+
+int gw_conn_init(const struct mg_connection *conn, void **conn_data)
+{
+    (void)conn;
+    (void)conn_data; /* no per-connection data: it stays NULL */
+    atomic_fetch_add(&g_conns_held, 1);
+    return 0;
+}
+
+void gw_conn_close(const struct mg_connection *conn)
+{
+    (void)conn;
+    atomic_fetch_sub(&g_conns_held, 1);
+}
+
 bool gw_ready(void *user, char *why, size_t whylen)
 {
     gw_state *g = user;
     if (atomic_load(&g_stopping)) {
         snprintf(why, whylen, "shutting down");
+        return false;
+    }
+    int held = atomic_load(&g_conns_held);
+    if (g->http_threads > 0 && held >= g->http_threads) {
+        snprintf(why, whylen, "public listener saturated: %d of %d workers hold a connection",
+                 held, g->http_threads);
         return false;
     }
     bool nats = spbus_connected(g->bus);

@@ -71,6 +71,8 @@ static struct mg_context *start_http(const sp_config *cfg, gw_state *g)
     cb.begin_request = begin_request;
     cb.log_message = log_message;
     cb.http_error = gw_http_error;
+    cb.init_connection = gw_conn_init;
+    cb.connection_close = gw_conn_close;
     return mg_start(&cb, g, options);
 }
 
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
     g.keys.audience = sp_config_str(cfg, "SP_JWT_AUDIENCE");
     g.keys.leeway_s = 30;
     g.max_body = sp_config_int(cfg, "SP_HTTP_MAX_BODY");
+    g.http_threads = (int)sp_config_int(cfg, "SP_HTTP_THREADS");
     g.bus_timeout_ms = (int)sp_config_int(cfg, "SP_BUS_TIMEOUT_MS");
     if (gw_proxies_parse(&g.proxies, sp_config_str(cfg, "SP_TRUSTED_PROXIES"), err, sizeof(err)) !=
         SP_OK) {

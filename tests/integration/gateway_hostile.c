@@ -775,6 +775,31 @@ START_TEST(head_errors_have_no_body_and_the_connection_stays_in_step)
 }
 END_TEST
 
+/* The admin port tells the truth when the public listener cannot take work: with every
+ * CivetWeb worker held by an idle connection (one that never sends a byte), /readyz says
+ * 503 and why; once they go, 200 again. */
+START_TEST(readyz_is_503_while_every_worker_is_held)
+{
+    enum { WORKERS = 128 }; /* SP_HTTP_THREADS's default, which this suite keeps */
+    int fds[WORKERS + 8];
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", GW->admin_port);
+    ck_assert(sptest_wait_http(url, 200, 5000));
+    for (int i = 0; i < WORKERS + 8; i++) {
+        fds[i] = gw_connect(3000);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    ck_assert_msg(sptest_wait_http(url, 503, 5000), "readyz stayed 200 with every worker held");
+    sptest_resp *r = sptest_http("GET", url, NULL, NULL, 0);
+    ck_assert_msg(strstr(r->body, "public listener saturated") != NULL, "%s", r->body);
+    sptest_resp_free(r);
+    for (int i = 0; i < WORKERS + 8; i++)
+        close(fds[i]);
+    ck_assert_msg(sptest_wait_http(url, 200, 5000), "readyz did not come back");
+    assert_alive();
+}
+END_TEST
+
 START_TEST(sql_metacharacters_are_stored_verbatim)
 {
     static const char *names[] = {
@@ -848,6 +873,7 @@ static Suite *hostile_suite(void)
                         (int)(sizeof(framing) / sizeof(framing[0])));
     tcase_add_test(tc, header_limit_holds_on_healthz_readyz_and_metrics);
     tcase_add_test(tc, head_errors_have_no_body_and_the_connection_stays_in_step);
+    tcase_add_test(tc, readyz_is_503_while_every_worker_is_held);
     suite_add_tcase(s, tc);
     return s;
 }
