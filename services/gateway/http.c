@@ -571,6 +571,31 @@ static bool is_ops_path(const char *p)
            (strcmp(p, "/healthz") == 0 || strcmp(p, "/readyz") == 0 || strcmp(p, "/metrics") == 0);
 }
 
+/* The end of every answered request: its count and duration in /metrics, its log line
+ * ('detail', when not NULL, says why CivetWeb refused it), and its memory. Returns the
+ * status it was answered with. */
+static int finish(gw_req *r, int64_t t0, const char *detail)
+{
+    double secs = (double)(sp_monotonic_us() - t0) / 1e6;
+    char labels[256], status[8], us[24];
+    snprintf(status, sizeof(status), "%d", r->status);
+    snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", r->route,
+             r->method, r->status);
+    spadmin_counter_add("sp_http_requests_total", labels, 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", r->route, r->method);
+    spadmin_observe("sp_http_request_duration_seconds", labels, secs);
+    if (detail == NULL)
+        sp_log_info(r->rid, "request", "method", r->method, "route", r->route, "status", status,
+                    "durationUs", us);
+    else
+        sp_log_info(r->rid, "request", "method", r->method, "route", r->route, "status", status,
+                    "durationUs", us, "detail", detail);
+    free(r->body);
+    sp_arena_destroy(r->arena);
+    return r->status;
+}
+
 /* CivetWeb's own refusals (a header over SP_HTTP_MAX_HEADER, a malformed header line, a
  * bad version, a negative Content-Length, ...), which would be text/plain without a
  * request id: the contract's JSON error instead, always closing the connection (CivetWeb
@@ -578,14 +603,16 @@ static bool is_ops_path(const char *p)
  * 400 bad_request (the contract has no 411 or 505), a 5xx 500 internal. */
 int gw_http_error(struct mg_connection *conn, int status, const char *errmsg)
 {
+    int64_t t0 = sp_monotonic_us();
     gw_req r;
     memset(&r, 0, sizeof(r));
     r.conn = conn;
     r.ri = mg_get_request_info(conn);
     r.route = "unmatched";
+    bool has_method = r.ri != NULL && r.ri->request_method != NULL;
+    r.method = has_method ? metric_method(r.ri->request_method) : "OTHER";
     r.close = true;
-    r.head =
-        r.ri != NULL && r.ri->request_method != NULL && strcmp(r.ri->request_method, "HEAD") == 0;
+    r.head = has_method && strcmp(r.ri->request_method, "HEAD") == 0;
     new_request_id(r.rid);
     r.arena = sp_arena_create(1024);
     if (r.arena == NULL) return 1; /* CivetWeb's own answer, then */
@@ -597,14 +624,7 @@ int gw_http_error(struct mg_connection *conn, int status, const char *errmsg)
     snprintf(msg, sizeof(msg), "%s", errmsg != NULL && errmsg[0] != '\0' ? errmsg : "bad request");
     msg[strcspn(msg, "\r\n")] = '\0';
     reply_error(&r, s, msg);
-    char st[8];
-    snprintf(st, sizeof(st), "%d", r.status);
-    sp_log_info(r.rid, "http_refused", "civetwebStatus", st, "detail", msg);
-    char labels[96];
-    snprintf(labels, sizeof(labels), "route=\"unmatched\",method=\"OTHER\",status=\"%d\"",
-             r.status);
-    spadmin_counter_add("sp_http_requests_total", labels, 1);
-    sp_arena_destroy(r.arena);
+    finish(&r, t0, msg);
     return 0;
 }
 
@@ -664,21 +684,7 @@ int gw_http_handle(struct mg_connection *conn)
         atomic_fetch_sub(&g_inflight, 1);
     }
 
-    double secs = (double)(sp_monotonic_us() - t0) / 1e6;
-    char labels[256], status[8], us[24];
-    snprintf(status, sizeof(status), "%d", r.status);
-    snprintf(us, sizeof(us), "%lld", (long long)(sp_monotonic_us() - t0));
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", r.route, r.method,
-             r.status);
-    spadmin_counter_add("sp_http_requests_total", labels, 1);
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", r.route, r.method);
-    spadmin_observe("sp_http_request_duration_seconds", labels, secs);
-    sp_log_info(r.rid, "request", "method", r.method, "route", r.route, "status", status,
-                "durationUs", us);
-
-    free(r.body);
-    sp_arena_destroy(r.arena);
-    return r.status;
+    return finish(&r, t0, NULL);
 }
 
 /* Connections a CivetWeb worker holds, from the moment one takes it (before its first

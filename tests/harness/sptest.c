@@ -704,6 +704,16 @@ static const char *secret_get(const envx *x, const char *k)
     return NULL;
 }
 
+/* The secret SP_<what>_<SERVICE>_PASSWORD of service 'name' ("auth"), or NULL. */
+static const char *service_secret(const envx *x, const char *what, const char *name)
+{
+    char key[96];
+    fmt(key, sizeof key, "SP_%s_%s_PASSWORD", what, name);
+    for (char *c = key; *c; c++)
+        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    return secret_get(x, key);
+}
+
 static void secret_put(envx *x, const char *k, const char *v)
 {
     for (int i = 0; i < x->nsecrets; i++)
@@ -1095,16 +1105,13 @@ static void run_migrate(envx *x)
 
 static bool start_service_proc(envx *x, sptest_proc *p, const char *const *extra_env)
 {
-    char bin[600], pidfile[700], addr[64], key[96];
+    char bin[600], pidfile[700], addr[64];
     fmt(bin, sizeof bin, "%s/%s", SP_BINARY_DIR, p->name);
     pidfile_of(x, p, pidfile, sizeof pidfile);
     strvec env = {0};
     stack_env(&env, x);
     env_set(&env, "SP_NATS_USER", p->name);
-    fmt(key, sizeof key, "SP_NATS_%s_PASSWORD", p->name);
-    for (char *c = key; *c; c++)
-        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
-    const char *pw = secret_get(x, key);
+    const char *pw = service_secret(x, "NATS", p->name);
     if (pw) env_set(&env, "SP_NATS_PASSWORD", pw);
     fmt(addr, sizeof addr, "127.0.0.1:%d", p->admin_port);
     env_set(&env, "SP_ADMIN_ADDR", addr);
@@ -1114,10 +1121,7 @@ static bool start_service_proc(envx *x, sptest_proc *p, const char *const *extra
     }
     /* a service with a schema connects as its own role, the owner of that schema only
      * (spctl migrate made it); the others get no database at all */
-    fmt(key, sizeof key, "SP_PG_%s_PASSWORD", p->name);
-    for (char *c = key; *c; c++)
-        if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
-    const char *pg_pw = secret_get(x, key);
+    const char *pg_pw = service_secret(x, "PG", p->name);
     if (pg_pw != NULL && x->pub.pg_port > 0) {
         char url[300];
         fmt(url, sizeof url, "postgresql://sp_%s:%s@127.0.0.1:%d/smartpark", p->name, pg_pw,

@@ -553,6 +553,16 @@ static attempt_res change_password(const char *ip, const char *token, const char
     return res;
 }
 
+/* 'n' password changes with a wrong current password, each answered 400 validation_failed. */
+static void fail_change_n(const char *ip, const char *token, int n)
+{
+    for (int i = 0; i < n; i++) {
+        attempt_res r = change_password(ip, token, "wrong-password", "new-password-1");
+        ck_assert_msg(r.status == 400 && strcmp(r.code, "validation_failed") == 0,
+                      "wrong current %d: %ld %s", i, r.status, r.code);
+    }
+}
+
 /* An access token of 'email' (PASSWORD), logged in from 'ip'; malloc'd. */
 static char *must_token(const char *ip, const char *email)
 {
@@ -575,11 +585,7 @@ START_TEST(password_change_shares_the_account_limit_with_login)
     must_register(email);
     char *token = must_token(ip, email);
 
-    for (int i = 0; i < FAILS_PER_ACCOUNT; i++) {
-        attempt_res r = change_password(ip, token, "wrong-password", "new-password-1");
-        ck_assert_msg(r.status == 400 && strcmp(r.code, "validation_failed") == 0,
-                      "wrong current %d: %ld %s", i, r.status, r.code);
-    }
+    fail_change_n(ip, token, FAILS_PER_ACCOUNT);
     assert_429(change_password(ip, token, PASSWORD, "new-password-1"), ACCOUNT_WINDOW_S,
                "right current password past the limit");
     assert_429(change_password(other_ip, token, PASSWORD, "new-password-1"), ACCOUNT_WINDOW_S,
@@ -597,10 +603,7 @@ START_TEST(right_current_password_clears_the_count)
     must_register(email);
     char *token = must_token(ip, email);
 
-    for (int i = 0; i < FAILS_PER_ACCOUNT - 1; i++) {
-        attempt_res r = change_password(ip, token, "wrong-password", "new-password-1");
-        ck_assert_msg(r.status == 400, "wrong current %d: %ld %s", i, r.status, r.code);
-    }
+    fail_change_n(ip, token, FAILS_PER_ACCOUNT - 1);
     attempt_res r = change_password(ip, token, PASSWORD, "new-password-1");
     ck_assert_msg(r.status == 204, "right current: %ld %s", r.status, r.code);
     /* the count is gone: a limit's worth of failures again before a 429 */

@@ -681,6 +681,31 @@ static void assert_contract_error(const raw_answer *a, long status, const char *
     cJSON_Delete(j);
 }
 
+/* Sends 'req' (n bytes, ending with the register of 'email' from smuggled()) on a new
+ * connection: the answer is the contract's error 'status'/'code', the connection closes
+ * right after it, and the register behind it never ran (that account does not log in). */
+static void assert_refused_and_nothing_ran(const char *req, size_t n, const char *email,
+                                           long status, const char *code, const char *what)
+{
+    int fd = gw_connect(3000);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(send_all(fd, req, n));
+    raw_answer a = read_answer(fd);
+    assert_contract_error(&a, status, code, what);
+    ck_assert_msg(closed_after(fd), "%s: the connection stayed open", what);
+    close(fd);
+
+    char login[512], lbody[256];
+    int ln = snprintf(lbody, sizeof(lbody), "{\"email\":\"%s\",\"password\":\"password-smuggled\"}",
+                      email);
+    int m = snprintf(login, sizeof(login),
+                     "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                     ln, lbody);
+    raw_answer l = raw(login, (size_t)m);
+    assert_error(&l, 401, "unauthenticated", what);
+}
+
 START_TEST(ambiguous_framing_is_400_and_closes)
 {
     char req[2048], extra[1024], email[128];
@@ -692,26 +717,9 @@ START_TEST(ambiguous_framing_is_400_and_closes)
     memcpy(req + n, extra, xn);
     n += xn;
 
-    int fd = gw_connect(3000);
-    ck_assert_int_ge(fd, 0);
-    ck_assert(send_all(fd, req, n));
-    raw_answer a = read_answer(fd);
     char what[64];
     snprintf(what, sizeof(what), "framing row %d", _i);
-    assert_contract_error(&a, framing[_i].status, framing[_i].code, what);
-    ck_assert_msg(closed_after(fd), "%s: the connection stayed open", what);
-    close(fd);
-
-    /* the request behind it never ran: its account does not exist */
-    char login[512], lbody[256];
-    int ln = snprintf(lbody, sizeof(lbody), "{\"email\":\"%s\",\"password\":\"password-smuggled\"}",
-                      email);
-    int m = snprintf(login, sizeof(login),
-                     "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
-                     ln, lbody);
-    raw_answer l = raw(login, (size_t)m);
-    assert_error(&l, 401, "unauthenticated", "login of the smuggled account");
+    assert_refused_and_nothing_ran(req, n, email, framing[_i].status, framing[_i].code, what);
     assert_alive();
 }
 END_TEST
@@ -732,13 +740,7 @@ START_TEST(header_limit_holds_on_healthz_readyz_and_metrics)
         n += (size_t)sprintf(req + n, "Content-Length: %zu\r\n\r\n", xn);
         memcpy(req + n, extra, xn);
         n += xn;
-        int fd = gw_connect(3000);
-        ck_assert_int_ge(fd, 0);
-        ck_assert(send_all(fd, req, n));
-        raw_answer a = read_answer(fd);
-        assert_contract_error(&a, 431, "headers_too_large", paths[p]);
-        ck_assert_msg(closed_after(fd), "%s: the connection stayed open", paths[p]);
-        close(fd);
+        assert_refused_and_nothing_ran(req, n, email, 431, "headers_too_large", paths[p]);
         free(req);
     }
     assert_alive();
