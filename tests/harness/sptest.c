@@ -42,6 +42,7 @@ extern char **environ;
 #define MAX_SECRETS 32
 #define NATS_SERVER "/usr/sbin/nats-server"
 #define REDIS_SERVER "redis-server"
+#define NGINX "/usr/sbin/nginx"
 
 /* The public sptest_env plus what only the harness needs. */
 typedef struct {
@@ -1171,6 +1172,54 @@ sptest_proc *sptest_start_service(sptest_env *e, const char *name, const char *c
         die("service %s did not answer 200 on /readyz (port %d) within %d s", name, p->admin_port,
             START_TIMEOUT_MS / 1000);
     return p;
+}
+
+sptest_proc *sptest_start_edge(sptest_env *e, const char *const *extra_env)
+{
+    envx *x = (envx *)e;
+    sptest_proc *p = &e->edge;
+    if (e->http_port <= 0) die("sptest_start_edge: no gateway port");
+    memset(p, 0, sizeof *p);
+    fmt(p->name, sizeof p->name, "edge");
+    fmt(p->log, sizeof p->log, "%s/edge.log", e->dir);
+    e->edge_port = sptest_free_port();
+    fmt(e->edge_url, sizeof e->edge_url, "http://127.0.0.1:%d", e->edge_port);
+
+    char spctl[600], tmpl[600], conf[600], dir[600], kv[700];
+    spctl_path(spctl, sizeof spctl);
+    fmt(tmpl, sizeof tmpl, "%s/deploy/nginx/edge.conf.template", SP_SOURCE_DIR);
+    fmt(conf, sizeof conf, "%s/edge.conf", e->dir);
+    fmt(dir, sizeof dir, "%s/edge", e->dir);
+    strvec env = {0};
+    env_from_current(&env);
+    fmt(kv, sizeof kv, "127.0.0.1:%d", e->edge_port);
+    env_set(&env, "SP_EDGE_ADDR", kv);
+    fmt(kv, sizeof kv, "127.0.0.1:%d", e->http_port);
+    env_set(&env, "SP_EDGE_UPSTREAM", kv);
+    env_set(&env, "SP_EDGE_DIR", dir);
+    for (const char *const *v = extra_env; v && *v; v++)
+        env_put(&env, *v);
+    char *render[] = {spctl, "edge-config", tmpl, conf, NULL};
+    if (run_sync(render, env.v, p->log) != 0) die("spctl edge-config failed (see %s)", p->log);
+    sv_free(&env);
+
+    /* as root, the workers too: they write the temporary files of the directory we made */
+    char *argv[] = {NGINX, "-e", "stderr", "-p", dir, "-c", conf, "-g", "user root;", NULL};
+    if (geteuid() != 0) argv[7] = NULL;
+    char pidfile[700];
+    pidfile_of(x, p, pidfile, sizeof pidfile);
+    p->pid = spawn(argv, NULL, p->log, pidfile, true);
+    if (p->pid < 0) die("cannot start nginx");
+    char url[200];
+    fmt(url, sizeof url, "%s/healthz", e->edge_url);
+    long long end = now_ms() + START_TIMEOUT_MS;
+    while (now_ms() < end) {
+        if (http_status_once(url, 1000) == 200) return p;
+        if (!pid_alive(p->pid)) break;
+        msleep(50);
+    }
+    print_tail(p->log, 20);
+    die("nginx did not answer 200 on %s within %d s", url, START_TIMEOUT_MS / 1000);
 }
 
 /* ---- the public lifecycle ------------------------------------------------------------ */

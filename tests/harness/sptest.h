@@ -39,6 +39,9 @@ typedef struct {
     sptest_proc nats, pg, redis;
     sptest_proc svc[8]; /* services started by sptest_start_service */
     int nsvc;
+    sptest_proc edge;  /* nginx in front of the gateway (sptest_start_edge) */
+    int edge_port;     /* its public port, 0 until started */
+    char edge_url[128]; /* http://127.0.0.1:<edge_port> */
 } sptest_env;
 
 /* Starts what 'what' asks for; aborts the test program (with the logs printed) when a
@@ -56,6 +59,13 @@ int sptest_free_port(void); /* reserved: never handed out twice in this process 
  * the gateway SP_HTTP_ADDR on e->http_port) plus 'extra_env' ("K=V" strings, NULL-ended),
  * and waits for its /readyz to answer 200 (aborts after 30 s). */
 sptest_proc *sptest_start_service(sptest_env *e, const char *name, const char *const *extra_env);
+/* Starts nginx as the public listener in front of the gateway (which must be running), as
+ * `make run` does: deploy/nginx/edge.conf.template rendered by spctl edge-config, with
+ * SP_EDGE_ADDR on a new free port, SP_EDGE_UPSTREAM the gateway's e->http_port, and
+ * 'extra_env' ("SP_EDGE_CONN_PER_ADDR=8", NULL-ended, may be NULL). Waits until /healthz
+ * answers 200 through it (aborts after 30 s); sets e->edge_port and e->edge_url. Start the
+ * gateway with SP_TRUSTED_PROXIES=127.0.0.1 to have it believe the client addresses. */
+sptest_proc *sptest_start_edge(sptest_env *e, const char *const *extra_env);
 /* Sends 'sig' and waits for the process to exit (SIGKILL after 10 s). */
 void sptest_kill(sptest_proc *p, int sig);
 /* Restarts a killed infrastructure server or service on the same port and directory,

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # stack.sh -- the local SmartPark stack of `make run`: a private PostgreSQL, NATS with
 # JetStream and Redis on loopback under var/, secrets, migrations, the first admin, then
-# every service that is built, the gateway last. Ctrl-C / SIGTERM stops everything it
+# every service that is built, the gateway last, and nginx in front of it as the public
+# HTTP listener (deploy/nginx/edge.conf.template). Ctrl-C / SIGTERM stops everything it
 # started. A second run reuses var/ (data and secrets).
 #
 # usage: tools/dev/stack.sh BUILD_DIR
 # environment: SP_VAR_DIR, SP_NATS_PORT (4222), SP_PG_PORT (55432), SP_REDIS_PORT (56379),
-#   SP_HTTP_PORT (8080), SP_ADMIN_PASSWORD (admin-change-me), SP_NATS_SUBSCRIBER_USER /
+#   SP_HTTP_PORT (8080, nginx), SP_GATEWAY_PORT (8081, the gateway behind it),
+#   SP_ADMIN_PASSWORD (admin-change-me), SP_NATS_SUBSCRIBER_USER /
 #   _PASSWORD, SP_NATS_CAMERA_USER / _PASSWORD, SP_NATS_GOMAXPROCS (nats-server's
 #   GOMAXPROCS: 1 on hosts of up to 4 CPUs, else Go's default).
 set -euo pipefail
@@ -24,6 +26,7 @@ NATS_PORT=${SP_NATS_PORT:-4222}
 PG_PORT=${SP_PG_PORT:-55432}
 REDIS_PORT=${SP_REDIS_PORT:-56379}
 HTTP_PORT=${SP_HTTP_PORT:-8080}
+GATEWAY_PORT=${SP_GATEWAY_PORT:-8081}
 ADMIN_EMAIL=admin@smartpark.local
 ADMIN_PASSWORD=${SP_ADMIN_PASSWORD:-admin-change-me}
 
@@ -108,11 +111,16 @@ for svc in "${SERVICES[@]}"; do
   [ -x "$BUILD/$svc" ] || continue
   port_taken "${ADMIN_PORT[$svc]}" && die "port ${ADMIN_PORT[$svc]} ($svc admin) is already taken"
   if [ "$svc" = gateway ] && port_taken "$HTTP_PORT"; then
-    die "port $HTTP_PORT (gateway HTTP) is already taken: set SP_HTTP_PORT"
+    die "port $HTTP_PORT (public HTTP) is already taken: set SP_HTTP_PORT"
+  fi
+  if [ "$svc" = gateway ] && port_taken "$GATEWAY_PORT"; then
+    die "port $GATEWAY_PORT (gateway behind nginx) is already taken: set SP_GATEWAY_PORT"
   fi
 done
 command -v nats-server >/dev/null || die "nats-server is not installed (make deps)"
 command -v redis-server >/dev/null || die "redis-server is not installed (make deps)"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || die "nginx is not installed (make deps)"
 PGBIN=$(pg_config --bindir 2>/dev/null || true)
 [ -x "$PGBIN/initdb" ] || PGBIN=/usr/lib/postgresql/15/bin
 [ -x "$PGBIN/initdb" ] || die "PostgreSQL server binaries not found (make deps)"
@@ -251,7 +259,8 @@ for svc in "${SERVICES[@]}"; do
   unset_others=()
   for v in "${ALL_PASSWORDS[@]}"; do unset_others+=(-u "$v"); done
   extra=()
-  [ "$svc" = gateway ] && extra+=("SP_HTTP_ADDR=127.0.0.1:$HTTP_PORT")
+  # behind nginx, which passes the client's address in X-Forwarded-For
+  [ "$svc" = gateway ] && extra+=("SP_HTTP_ADDR=127.0.0.1:$GATEWAY_PORT" "SP_TRUSTED_PROXIES=127.0.0.1")
   pg_var=SP_PG_${SVC}_PASSWORD
   if [ -n "${!pg_var:-}" ]; then
     extra+=("SP_DATABASE_URL=postgresql://sp_$svc:${!pg_var}@127.0.0.1:$PG_PORT/smartpark")
@@ -275,6 +284,28 @@ for svc in "${SERVICES[@]}"; do
   STARTED+=("$svc")
 done
 
+# ---- the public listener: nginx in front of the gateway ------------------------------------------
+if [ -x "$BUILD/gateway" ]; then
+  EDGE=$VAR/edge
+  SP_EDGE_ADDR=127.0.0.1:$HTTP_PORT SP_EDGE_UPSTREAM=127.0.0.1:$GATEWAY_PORT SP_EDGE_DIR=$EDGE \
+    "$SPCTL" edge-config "$ROOT/deploy/nginx/edge.conf.template" "$VAR/edge.conf"
+  # as root, the workers too run as root: they write the temporary files under var/
+  edge_user=()
+  [ "$(id -u)" -eq 0 ] && edge_user=(-g "user root;")
+  say "starting nginx on 127.0.0.1:$HTTP_PORT (the gateway behind it on 127.0.0.1:$GATEWAY_PORT)"
+  start_bg edge "$LOG/edge.log" "$NGINX" -e stderr -p "$EDGE" -c "$VAR/edge.conf" "${edge_user[@]}"
+  pid=${PIDS[-1]}
+  deadline=$((SECONDS + 30))
+  until [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz" || true)" = 200 ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      printf 'stack: nginx did not answer on 127.0.0.1:%s; last lines of %s:\n' "$HTTP_PORT" "$LOG/edge.log" >&2
+      tail -n 20 "$LOG/edge.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+fi
+
 # ---- summary -----------------------------------------------------------------------------------
 sub_user=${SP_NATS_SUBSCRIBER_USER:-subscriber}
 cam_user=${SP_NATS_CAMERA_USER:-camera}
@@ -289,6 +320,7 @@ SmartPark is running (Ctrl-C stops everything)
   API          http://127.0.0.1:$HTTP_PORT/v1$gw
   docs         http://127.0.0.1:$HTTP_PORT/docs (OpenAPI: /v1/openapi.json)
   health       http://127.0.0.1:$HTTP_PORT/healthz, /readyz on each admin port (gateway 9100 .. projection 9105)
+  edge         nginx on :$HTTP_PORT in front of the gateway on 127.0.0.1:$GATEWAY_PORT
   services     ${STARTED[*]:-none built}
   NATS         $NATS_URL (JetStream)
                integrations: $sub_user / $(pw_note SP_NATS_SUBSCRIBER_PASSWORD subscriber)

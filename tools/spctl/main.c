@@ -13,6 +13,7 @@ typedef struct {
 static const spctl_cmd cmds[] = {
     {"gen-secrets", spctl_gen_secrets, "create or complete a secrets.env file (0600)"},
     {"nats-config", spctl_nats_config, "write the nats-server config with the users"},
+    {"edge-config", spctl_edge_config, "write the nginx config of the public listener"},
     {"migrate", spctl_migrate, "apply database migrations and create the JetStream streams"},
     {"create-admin", spctl_create_admin, "create the first platform admin"},
     {"create-client", spctl_create_client, "create a client (tenant) with its first manager"},

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "spcore.h"
 
@@ -14,6 +15,7 @@ typedef sp_status (*spctl_cmd_fn)(int argc, char **argv);
 
 sp_status spctl_gen_secrets(int argc, char **argv);
 sp_status spctl_nats_config(int argc, char **argv);
+sp_status spctl_edge_config(int argc, char **argv);
 sp_status spctl_migrate(int argc, char **argv);
 sp_status spctl_create_admin(int argc, char **argv);
 sp_status spctl_create_client(int argc, char **argv);
@@ -50,6 +52,11 @@ const char *spctl_env(const char *name);
 
 /* Reads a whole file into a malloc'd NUL-terminated buffer (*out; caller frees). */
 sp_status spctl_read_file(char **out, size_t *len, const char *path);
+
+/* Writes 'out' whole or not at all: write(f, ud) fills a temporary file next to it (mode
+ * 'mode'), which is synced and renamed over 'out'. Prints its own errors. */
+sp_status spctl_write_atomic(const char *out, unsigned mode,
+                             sp_status (*write)(FILE *f, const void *ud), const void *ud);
 
 /* Number of UTF-8 characters in s (bytes that are not continuation bytes). */
 size_t spctl_utf8_len(const char *s);

@@ -1,9 +1,12 @@
 /* util.c -- helpers shared by the spctl subcommands: errors, option parsing, files. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "spctl.h"
 #include "spdb.h"
@@ -127,6 +130,38 @@ sp_status spctl_read_file(char **out, size_t *len, const char *path)
     *out = buf;
     if (len) *len = n;
     return SP_OK;
+}
+
+sp_status spctl_write_atomic(const char *out, unsigned mode,
+                             sp_status (*write)(FILE *f, const void *ud), const void *ud)
+{
+    size_t tlen = strlen(out) + 16;
+    char *tmp = malloc(tlen);
+
+    if (!tmp) return spctl_fail(SP_ERR_INTERNAL, "out of memory");
+    snprintf(tmp, tlen, "%s.tmp", out);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    sp_status s;
+
+    if (!f) {
+        s = spctl_fail(SP_ERR_INTERNAL, "cannot create %s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        free(tmp);
+        return s;
+    }
+    fchmod(fd, (mode_t)mode); /* whatever the umask */
+    s = write(f, ud);
+    if (fflush(f) != 0 || fsync(fd) != 0) {
+        if (s == SP_OK)
+            s = spctl_fail(SP_ERR_INTERNAL, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    fclose(f);
+    if (s == SP_OK && rename(tmp, out) != 0)
+        s = spctl_fail(SP_ERR_INTERNAL, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+    if (s != SP_OK) unlink(tmp);
+    free(tmp);
+    return s;
 }
 
 size_t spctl_utf8_len(const char *s)
