@@ -733,6 +733,102 @@ START_TEST(gen_secrets_adds_only_the_missing_keys)
 }
 END_TEST
 
+/* ---- the edge's nginx config ------------------------------------------------------------- */
+
+/* The whole file at path, NUL-terminated (NULL when it cannot be read); free() it. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *text = NULL;
+    size_t cap = 0, n = 0, r;
+    do {
+        if (cap - n < 4096) text = realloc(text, cap += 65536);
+        ck_assert_ptr_nonnull(text);
+        r = fread(text + n, 1, cap - n - 1, f);
+        n += r;
+    } while (r > 0);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* Renders the project's template into dir/name.conf with 'extra'; the exit status. */
+static int edge_config(char *out, size_t outlen, const char *name, const char *const *extra,
+                       char *conf, size_t conflen)
+{
+    char tmpl[600];
+    snprintf(tmpl, sizeof tmpl, "%s/deploy/nginx/edge.conf.template", SP_SOURCE_DIR);
+    snprintf(conf, conflen, "%s/%s.conf", env->dir, name);
+    const char *args[] = {"edge-config", tmpl, conf, NULL};
+    return run_spctl(out, outlen, args, extra);
+}
+
+START_TEST(edge_config_fills_the_template_from_the_environment)
+{
+    char out[4096], conf[700], edir[600], dirv[700];
+    snprintf(edir, sizeof edir, "%s/edge-render", env->dir);
+    snprintf(dirv, sizeof dirv, "SP_EDGE_DIR=%s", edir);
+    const char *extra[] = {"SP_EDGE_ADDR=127.0.0.1:18080", "SP_EDGE_UPSTREAM=127.0.0.1:18081",
+                           dirv, "SP_EDGE_CONN_PER_ADDR=", NULL};
+    ck_assert_msg(edge_config(out, sizeof out, "edge-ok", extra, conf, sizeof conf) == 0, "%s",
+                  out);
+    char *text = slurp(conf);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "listen 127.0.0.1:18080 backlog=4096;"));
+    ck_assert_ptr_nonnull(strstr(text, "server 127.0.0.1:18081 "));
+    /* unset or empty: the default */
+    ck_assert_ptr_nonnull(strstr(text, "limit_conn sp_addr 64;"));
+    /* nothing of ours is left; nginx's own variables are */
+    char *line = text;
+    for (char *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        const char *first = line + strspn(line, " \t");
+        if (*first == '#') continue;
+        const char *d = strstr(line, "${SP_");
+        ck_assert_msg(d == NULL || (nl && d > nl), "unrendered: %.*s",
+                      (int)(nl ? nl - line : (long)strlen(line)), line);
+    }
+    ck_assert_ptr_nonnull(strstr(text, "$binary_remote_addr"));
+    free(text);
+    struct stat st;
+    ck_assert_int_eq(stat(edir, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+}
+END_TEST
+
+/* The environment fills in values, never adds configuration: a value that could end a
+ * directive or open a block is refused and nothing is written. */
+START_TEST(edge_config_refuses_a_value_that_would_add_configuration)
+{
+    static const char *const bad[] = {
+        "SP_EDGE_ADDR=127.0.0.1:1; include /etc/passwd",
+        "SP_EDGE_ADDR=127.0.0.1:1;",
+        "SP_EDGE_ADDR=127.0.0.1:1}",
+        "SP_EDGE_ADDR=127.0.0.1:1\nserver {",
+        "SP_EDGE_ADDR=$host",
+        "SP_EDGE_ADDR=\"x\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char out[4096], conf[700], name[32];
+        snprintf(name, sizeof name, "edge-bad-%zu", i);
+        const char *extra[] = {bad[i], "SP_EDGE_UPSTREAM=127.0.0.1:2", "SP_EDGE_DIR=/nonexistent/e",
+                               NULL};
+        ck_assert_msg(edge_config(out, sizeof out, name, extra, conf, sizeof conf) != 0,
+                      "accepted %s", bad[i]);
+        ck_assert_msg(strstr(out, "SP_EDGE_ADDR") != NULL, "%s: %s", bad[i], out);
+        ck_assert_msg(access(conf, F_OK) != 0, "%s: %s was written", bad[i], conf);
+    }
+    /* a required variable unset: refused, with the line that needs it */
+    char out[4096], conf[700];
+    const char *extra[] = {"SP_EDGE_ADDR=127.0.0.1:1", "SP_EDGE_DIR=/nonexistent/e", NULL};
+    ck_assert_int_ne(edge_config(out, sizeof out, "edge-unset", extra, conf, sizeof conf), 0);
+    ck_assert_msg(strstr(out, "SP_EDGE_UPSTREAM") != NULL && strstr(out, "edge.conf.template:") != NULL,
+                  "%s", out);
+    ck_assert_int_ne(access(conf, F_OK), 0);
+}
+END_TEST
+
 int main(void)
 {
     env = sptest_start("spctl_migrate", SPTEST_PG | SPTEST_NATS);
@@ -747,6 +843,7 @@ int main(void)
     Suite *s = suite_create("spctl_migrate");
     TCase *db = tcase_create("migrate");
     TCase *bus = tcase_create("nats_users");
+    TCase *edge = tcase_create("edge_config");
 
     tcase_set_timeout(db, 120);
     tcase_set_timeout(bus, 60);
@@ -764,7 +861,10 @@ int main(void)
     tcase_add_test(bus, camera_and_subscriber_do_not_share_replies);
     tcase_add_test(bus, services_use_only_their_own_streams);
     suite_add_tcase(s, db);
+    tcase_add_test(edge, edge_config_fills_the_template_from_the_environment);
+    tcase_add_test(edge, edge_config_refuses_a_value_that_would_add_configuration);
     suite_add_tcase(s, bus);
+    suite_add_tcase(s, edge);
 
     SRunner *sr = srunner_create(s);
 
