@@ -10,8 +10,12 @@
 # registers and logs them in, bench/rotate.lua picks the next token per request), so that
 # each request pays the JWT signature check and auth looks up another user.
 #
-# The three paths run in alternating rounds (gateway, rotating, minimal; then minimal,
-# rotating, gateway; ...) so that a change of the machine's speed during the run (other
+# "edge" is the one-token request through nginx, the public listener of `make run`
+# (deploy/nginx/edge.conf.template), in front of the same gateway: its ratio to "gateway"
+# is what the edge costs.
+#
+# The four paths run in alternating rounds (gateway, edge, rotating, minimal; then minimal,
+# rotating, edge, gateway; ...) so that a change of the machine's speed during the run (other
 # tenants of the host: the minimal handler alone varies from 44k to 59k req/s between runs
 # here) weighs on all alike; the figures add up the rounds, p99 is the worst round's.
 #
@@ -22,7 +26,8 @@
 #   BENCH_SKIP_BUILD=1 (use the binaries already built there), BENCH_PERF=1 (perf record of
 #   gateway, auth and nats-server during the gateway run into build/bench/var/perf.data),
 #   SP_BENCH_NATS_PORT (14222), SP_BENCH_PG_PORT (55442), SP_BENCH_REDIS_PORT (56389),
-#   SP_BENCH_HTTP_PORT (18080), SP_BENCH_MINIMAL_PORT (18090).
+#   SP_BENCH_HTTP_PORT (18080, the gateway), SP_BENCH_EDGE_PORT (18070, nginx),
+#   SP_BENCH_MINIMAL_PORT (18090).
 # The stack's admin ports are tools/dev/stack.sh's fixed 9100 (gateway) and 9101 (auth).
 set -euo pipefail
 
@@ -37,6 +42,7 @@ NATS_PORT=${SP_BENCH_NATS_PORT:-14222}
 PG_PORT=${SP_BENCH_PG_PORT:-55442}
 REDIS_PORT=${SP_BENCH_REDIS_PORT:-56389}
 HTTP_PORT=${SP_BENCH_HTTP_PORT:-18080}
+EDGE_PORT=${SP_BENCH_EDGE_PORT:-18070}
 MIN_PORT=${SP_BENCH_MINIMAL_PORT:-18090}
 USERS=${BENCH_USERS:-2000}
 USER_JOBS=${BENCH_USER_JOBS:-4} # auth's SP_BUS_WORKERS default: argon2 runs on those
@@ -108,13 +114,14 @@ NATS_PORT=$(free_from "$NATS_PORT")
 PG_PORT=$(free_from "$PG_PORT")
 REDIS_PORT=$(free_from "$REDIS_PORT")
 HTTP_PORT=$(free_from "$HTTP_PORT")
+EDGE_PORT=$(free_from "$EDGE_PORT")
 MIN_PORT=$(free_from "$MIN_PORT")
 
 # ---- the stack: gateway and auth only (the binaries built in $BUILD) ----------------------------
 mkdir -p "$VAR"
 say "starting the stack (log: $VAR/stack.log)"
 SP_VAR_DIR=$VAR SP_NATS_PORT=$NATS_PORT SP_PG_PORT=$PG_PORT SP_REDIS_PORT=$REDIS_PORT \
-  SP_HTTP_PORT=$HTTP_PORT setsid tools/dev/stack.sh "$BUILD" >"$VAR/stack.log" 2>&1 </dev/null &
+  SP_HTTP_PORT=$EDGE_PORT SP_GATEWAY_PORT=$HTTP_PORT setsid tools/dev/stack.sh "$BUILD" >"$VAR/stack.log" 2>&1 </dev/null &
 STACK_PID=$!
 deadline=$((SECONDS + 120))
 until grep -q 'SmartPark is running' "$VAR/stack.log" 2>/dev/null; do
@@ -178,6 +185,8 @@ AUTH_PID=$(pid_on_port 9101)
 NATS_PID=$(pid_on_port "$NATS_PORT")
 REDIS_PID=$(pid_on_port "$REDIS_PORT")
 PG_PID=$(pid_on_port "$PG_PORT")
+# nginx's worker (worker_processes 1): the child of the master of the pid file
+EDGE_PID=$(pgrep -P "$(cat "$VAR/edge/nginx.pid")" | head -n1)
 HZ=$(getconf CLK_TCK)
 
 # wrk_path NAME ARGS...: wrk against path NAME (gateway, rotating, minimal) with ARGS
@@ -187,6 +196,7 @@ wrk_path() {
   case $name in
     gateway) wrk "$@" -H "$AUTH" "$BASE/v1/me" ;;
     rotating) wrk "$@" -s bench/rotate.lua "$BASE/v1/me" -- "$TOKENS" "$WRK_THREADS" ;;
+    edge) wrk "$@" -H "$AUTH" "http://127.0.0.1:$EDGE_PORT/v1/me" ;;
     minimal) wrk "$@" -H "$AUTH" "http://127.0.0.1:$MIN_PORT/v1/me" ;;
   esac
 }
@@ -196,9 +206,9 @@ run() {
   local name=$1 round=$2
   say "round $round: $name: wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency"
   local before=() after=() p cs_before=() cs_after=()
-  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID"; do before+=("$(cpu_ticks "$p")"); done
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID" "$EDGE_PID"; do before+=("$(cpu_ticks "$p")"); done
   before+=("$(pg_ticks)")
-  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID"; do cs_before+=("$(ctx_switches "$p")"); done
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID" "$EDGE_PID"; do cs_before+=("$(ctx_switches "$p")"); done
   local perf_pid=""
   if [ "${BENCH_PERF:-0}" = 1 ] && [ "$name" != minimal ] && [ "$round" = 1 ] && command -v perf >/dev/null; then
     # a CPU profile of gateway, auth and nats-server (perf report -i $VAR/perf.data, for
@@ -212,24 +222,24 @@ run() {
   local out="$VAR/wrk-$name-$round.txt"
   wrk_path "$name" -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency >"$out"
   [ -n "$perf_pid" ] && wait "$perf_pid"
-  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID"; do after+=("$(cpu_ticks "$p")"); done
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$REDIS_PID" "$MIN_PID" "$EDGE_PID"; do after+=("$(cpu_ticks "$p")"); done
   after+=("$(pg_ticks)")
-  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID"; do cs_after+=("$(ctx_switches "$p")"); done
+  for p in "$GW_PID" "$AUTH_PID" "$NATS_PID" "$MIN_PID" "$EDGE_PID"; do cs_after+=("$(ctx_switches "$p")"); done
   local cpu=() cs=()
-  for i in 0 1 2 3 4 5; do cpu+=($(( ${after[$i]} - ${before[$i]} ))); done
-  for i in 0 1 2 3; do cs+=($(( ${cs_after[$i]} - ${cs_before[$i]} ))); done
-  echo "cpu_ticks gateway=${cpu[0]} auth=${cpu[1]} nats=${cpu[2]} redis=${cpu[3]} minimal=${cpu[4]} postgres=${cpu[5]} hz=$HZ" \
+  for i in 0 1 2 3 4 5 6; do cpu+=($(( ${after[$i]} - ${before[$i]} ))); done
+  for i in 0 1 2 3 4; do cs+=($(( ${cs_after[$i]} - ${cs_before[$i]} ))); done
+  echo "cpu_ticks gateway=${cpu[0]} auth=${cpu[1]} nats=${cpu[2]} redis=${cpu[3]} minimal=${cpu[4]} nginx=${cpu[5]} postgres=${cpu[6]} hz=$HZ" \
     >>"$out"
-  echo "ctx_switches gateway=${cs[0]} auth=${cs[1]} nats=${cs[2]} minimal=${cs[3]}" >>"$out"
+  echo "ctx_switches gateway=${cs[0]} auth=${cs[1]} nats=${cs[2]} minimal=${cs[3]} nginx=${cs[4]}" >>"$out"
   grep -E 'Requests/sec|99%' "$out" | tr -s ' ' | sed 's/^/  /'
 }
 rm -f "$VAR"/wrk-*.txt
-say "warming up all three"
-for name in gateway rotating minimal; do
+say "warming up all four"
+for name in gateway edge rotating minimal; do
   wrk_path "$name" -t"$WRK_THREADS" -c"$CONNS" -d3s >/dev/null
 done
 for round in $(seq 1 "$ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then order=(gateway rotating minimal); else order=(minimal rotating gateway); fi
+  if [ $((round % 2)) = 1 ]; then order=(gateway edge rotating minimal); else order=(minimal rotating edge gateway); fi
   for name in "${order[@]}"; do run "$name" "$round"; done
 done
 
@@ -294,7 +304,7 @@ def parse(name):
     r['rounds'] = [{k: x[k] for k in ('round', 'rps', 'p50_ms', 'p99_ms', 'non_2xx')} for x in rs]
     return r
 
-gw, rot, mn = parse('gateway'), parse('rotating'), parse('minimal')
+gw, rot, mn, edge = parse('gateway'), parse('rotating'), parse('minimal'), parse('edge')
 mn['ratio'] = 1.0
 
 # A gateway variant against the minimal handler: its ratio overall and per round, the bars.
@@ -311,6 +321,13 @@ rot_round_ratios, rot_ok = against_minimal(rot)
 rot['users'] = users
 rot['round_ratios'] = rot_round_ratios
 rot['met'] = rot_ok
+# what nginx in front costs: the same request through it, against the gateway direct
+edge_round_ratios, _ = against_minimal(edge)
+edge['round_ratios'] = edge_round_ratios
+edge['ratio_to_gateway'] = round(edge['rps'] / gw['rps'], 3)
+edge['round_ratios_to_gateway'] = [round(e['rps'] / g['rps'], 3)
+                                   for e, g in zip(edge['rounds'], gw['rounds'])]
+edge['p50_added_ms'] = round(edge['p50_ms'] - gw['p50_ms'], 3)
 res = {
     'date': stamp, 'host': platform.node(), 'cpus': os.cpu_count(),
     'wrk': f'-t{threads} -c{conns} -d{duration} --latency, {rounds} alternating rounds per path',
@@ -320,6 +337,7 @@ res = {
                 'met_both': ok and rot_ok},
     'results': [gw, mn],
     'rotating': rot,
+    'edge': edge,
     'body_bytes': {'minimal': int(body_bytes), 'rotating_users': rot_body_bytes},
 }
 with open(os.path.join(out, f'{stamp}.json'), 'w') as f:
@@ -350,11 +368,15 @@ md += ['| path | req/s | p50 ms | p99 ms | ratio to minimal | CPU us/request | c
        '|---|---:|---:|---:|---:|---|---|']
 names = {'gateway': 'GET /v1/me via gateway (JWT, revoked sessions, NATS, auth, PostgreSQL), one token',
          'rotating': f'the same, round-robin over {users} users\' tokens',
+         'edge': 'the same, one token, through nginx (the public listener of make run)',
          'minimal': 'minimal CivetWeb handler, same bytes'}
-for r in (gw, rot, mn):
+for r in (gw, edge, rot, mn):
     md.append(f'| {names[r["path"]]} | {r["rps"]:.0f} | {r["p50_ms"]:.2f} | {r["p99_ms"]:.2f} '
               f'| {r["ratio"]:.3f} | {cpu(r)} | {cs(r)} |')
 md += ['', 'Bars: ' + '; '.join(bars) + '.']
+md += ['', f'The edge (nginx in front of the gateway) keeps {edge["ratio_to_gateway"]:.3f} of the '
+       f'gateway\'s req/s (rounds: ' + ', '.join(f'{q:.3f}' for q in edge['round_ratios_to_gateway']) +
+       f') and adds {edge["p50_added_ms"]:.2f} ms at p50; its p99 is {edge["p99_ms"]:.2f} ms.']
 md += ['', 'Rounds (gateway one token / rotating / minimal req/s, ratios, gateway p99 ms one token / '
        'rotating): ' + '; '.join(
     f'{g["rps"]:.0f} / {t["rps"]:.0f} / {m["rps"]:.0f}, {q:.3f} / {qt:.3f}, '
@@ -367,9 +389,9 @@ md += ['', f'The one-token variant sends one user\'s token on every connection (
        f'the JWT signature check and a lookup of another user in auth. The minimal handler '
        f'answers the one-token user\'s /v1/me bytes ({body_bytes} bytes of body) for both; the '
        f'rotating users\' bodies are {rot_body_bytes} bytes.']
-if gw['non_2xx'] or rot['non_2xx'] or mn['non_2xx']:
-    md += ['', f'Non-2xx answers: gateway {gw["non_2xx"]}, rotating {rot["non_2xx"]}, '
-           f'minimal {mn["non_2xx"]}: the run is invalid.']
+if gw['non_2xx'] or rot['non_2xx'] or mn['non_2xx'] or edge['non_2xx']:
+    md += ['', f'Non-2xx answers: gateway {gw["non_2xx"]}, edge {edge["non_2xx"]}, rotating '
+           f'{rot["non_2xx"]}, minimal {mn["non_2xx"]}: the run is invalid.']
 text = '\n'.join(md) + '\n'
 for name in (f'{stamp}.md', 'latest.md'):
     with open(os.path.join(out, name), 'w') as f:
@@ -377,5 +399,6 @@ for name in (f'{stamp}.md', 'latest.md'):
 print(text)
 for line in bars:
     print(f'bench: bar, {line}')
+print(f'bench: edge, {edge["ratio_to_gateway"]:.3f} of the gateway\'s req/s through nginx')
 EOF
 say "results: bench/results/$STAMP.json, bench/results/$STAMP.md, bench/results/latest.md"

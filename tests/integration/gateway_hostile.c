@@ -1110,6 +1110,41 @@ START_TEST(thousand_hostile_connections_leave_the_edge_answering)
 }
 END_TEST
 
+/* When nginx runs short of connections (the suite's edge has SP_EDGE_CONNECTIONS=1536), it
+ * closes idle ones, keep-alive connections between two requests first, rather than stop
+ * accepting: 1,600 clients that each got one answer and keep their connection open leave
+ * every new client served. */
+START_TEST(idle_connections_are_shed_when_the_edge_runs_short)
+{
+    enum { N = 1600 };
+    static int fds[N];
+    static const char health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    long from = sptest_log_size(&E->edge);
+    for (int i = 0; i < N; i++) {
+        char src[32];
+        snprintf(src, sizeof(src), "127.2.%d.%d", 1 + i / 200, 1 + i % 200);
+        fds[i] = connect_from(src, PORT, 3000);
+        ck_assert_msg(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
+        ck_assert(send_all(fds[i], health, sizeof(health) - 1));
+        raw_answer a = read_answer(fds[i]);
+        ck_assert_msg(a.status == 200, "client %d of %d: %ld", i, N, a.status);
+    }
+    int shed = 0;
+    for (int i = 0; i < N; i++) {
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+        char c;
+        if (poll(&pfd, 1, 0) == 1 && recv(fds[i], &c, 1, MSG_DONTWAIT) <= 0) shed++;
+        close(fds[i]);
+    }
+    fprintf(stderr, "edge: %d of %d idle keep-alive connections closed to serve new clients\n",
+            shed, N);
+    ck_assert_msg(shed >= N - 1536, "only %d idle connections were closed", shed);
+    ck_assert_msg(sptest_log_has(&E->edge, from, "reusing connections"),
+                  "nginx did not say it reused connections (%s)", E->edge.log);
+    assert_alive();
+}
+END_TEST
+
 /* One address may have at most SP_EDGE_CONN_PER_ADDR (64) requests in progress: beyond
  * that 429 rate_limited at once, in the contract's shape; other addresses are served; the
  * address is served again once its requests end. */
@@ -1158,6 +1193,35 @@ START_TEST(one_address_is_capped_at_64_requests_in_progress)
 }
 END_TEST
 
+/* The gateway gone: the edge answers 503 unavailable with Retry-After at once, a POST is
+ * not replayed anywhere, and the edge serves again as soon as the gateway is back. Last in
+ * the suite: the gateway started again lives only as long as this test's process. */
+START_TEST(edge_answers_503_while_the_gateway_is_down_and_recovers)
+{
+    char *tok = fresh_token();
+    sptest_kill(GW, SIGKILL);
+    static const char login[] = "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\n"
+                                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    static const char health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char *const reqs[] = {login, health};
+    for (size_t i = 0; i < 2; i++) {
+        long long t0 = now_ms();
+        raw_answer a = raw(reqs[i], strlen(reqs[i]));
+        assert_contract_error(&a, 503, "unavailable", reqs[i]);
+        ck_assert_msg(strcasestr(a.head, "\r\nRetry-After: ") != NULL, "no Retry-After: %s",
+                      a.head);
+        ck_assert_msg(now_ms() - t0 < 3000, "took %lld ms", now_ms() - t0);
+    }
+    sptest_restart(E, GW);
+    char url[200];
+    snprintf(url, sizeof(url), "%s/healthz", E->edge_url);
+    ck_assert_msg(sptest_wait_http(url, 200, 10000), "the edge did not serve again");
+    long long ms;
+    ck_assert_int_eq(fresh_get("/v1/me", tok, &ms), 200);
+    free(tok);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
     Suite *s = suite_create(EDGE ? "gateway_hostile_edge" : "gateway_hostile");
@@ -1186,6 +1250,8 @@ static Suite *hostile_suite(void)
                             (int)(sizeof(edge_targets) / sizeof(edge_targets[0])));
         tcase_add_test(tc, thousand_hostile_connections_leave_the_edge_answering);
         tcase_add_test(tc, one_address_is_capped_at_64_requests_in_progress);
+        tcase_add_test(tc, idle_connections_are_shed_when_the_edge_runs_short);
+        tcase_add_test(tc, edge_answers_503_while_the_gateway_is_down_and_recovers); /* last */
     }
     suite_add_tcase(s, tc);
     return s;
@@ -1207,7 +1273,9 @@ int main(void)
     GW = sptest_start_service(E, "gateway", EDGE ? behind_edge : NULL);
     PORT = E->http_port;
     if (EDGE) {
-        sptest_start_edge(E, NULL);
+        /* few enough connections for a test to run them short */
+        static const char *const edge_env[] = {"SP_EDGE_CONNECTIONS=1536", NULL};
+        sptest_start_edge(E, edge_env);
         PORT = E->edge_port;
         snprintf(E->base_url, sizeof(E->base_url), "%s", E->edge_url); /* sptest_json too */
     }
