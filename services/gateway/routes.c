@@ -6,6 +6,7 @@
 
 #include "gateway.h"
 #include "sp/auth/v1/auth.pb-c.h"
+#include "sp/catalog/v1/catalog.pb-c.h"
 #include "sp/tenancy/v1/tenancy.pb-c.h"
 #include "spcrypto.h"
 #include "spjson.h"
@@ -70,6 +71,13 @@ static const gw_route routes[] = {
      &sp__tenancy__v1__delete_member_request__descriptor,
      &sp__tenancy__v1__delete_member_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, 0,
      NULL, 8000, 204},
+    /* catalog: the seeded lookups, public */
+    {"GET", "/v1/store-types", &sp__catalog__v1__list_store_types_request__descriptor,
+     &sp__catalog__v1__list_lookups_reply__descriptor, 0, GW_LIST, "limit,cursor", 0, 200},
+    {"GET", "/v1/slot-types", &sp__catalog__v1__list_slot_types_request__descriptor,
+     &sp__catalog__v1__list_lookups_reply__descriptor, 0, GW_LIST, "limit,cursor", 0, 200},
+    {"GET", "/v1/vehicle-types", &sp__catalog__v1__list_vehicle_types_request__descriptor,
+     &sp__catalog__v1__list_lookups_reply__descriptor, 0, GW_LIST, "limit,cursor", 0, 200},
     {"GET", "/v1/audit", &sp__tenancy__v1__list_audit_request__descriptor,
      &sp__tenancy__v1__list_audit_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_LIST,
      "clientId,action,from,to,limit,cursor", 0, 200},
