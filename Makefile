@@ -20,7 +20,7 @@ build: $(REL)/Makefile
 	cmake --build $(REL) -j $(JOBS)
 
 $(TST)/Makefile:
-	cmake -S . -B $(TST) -DCMAKE_BUILD_TYPE=Debug -DSP_SANITIZE=ON >/dev/null
+	cmake -S . -B $(TST) -DCMAKE_BUILD_TYPE=Debug -DSP_SANITIZE=ON -DSP_FAULTS=ON >/dev/null
 
 build-test: $(TST)/Makefile
 	cmake --build $(TST) -j $(JOBS)

@@ -331,3 +331,65 @@ void spcrypto_hex(char *out, const void *data, size_t len)
     }
     out[2 * len] = '\0';
 }
+
+/* ---- AES-256-GCM ------------------------------------------------------------------------ */
+
+#define GCM_NONCE 12
+#define GCM_TAG 16
+
+/* One GCM pass (enc: seal, else open) over in[0..len) into out; tag read or written. */
+static sp_status gcm(bool enc, uint8_t *out, const uint8_t *key, const uint8_t *nonce,
+                     const uint8_t *in, size_t len, const void *aad, size_t aadlen, uint8_t *tag)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    bool ok = c != NULL && len <= INT_MAX && aadlen <= INT_MAX &&
+              EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc ? 1 : 0) == 1 &&
+              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) == 1 &&
+              EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc ? 1 : 0) == 1 &&
+              (aadlen == 0 || EVP_CipherUpdate(c, NULL, &n, aad, (int)aadlen) == 1) &&
+              (len == 0 || EVP_CipherUpdate(c, out, &n, in, (int)len) == 1) &&
+              (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, GCM_TAG, tag) == 1);
+    ok = ok && EVP_CipherFinal_ex(c, out + (len == 0 ? 0 : n), &fin) == 1;
+    ok = ok && (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, GCM_TAG, tag) == 1);
+    EVP_CIPHER_CTX_free(c);
+    return ok ? SP_OK : (enc ? SP_ERR_INTERNAL : SP_ERR_VALIDATION_FAILED);
+}
+
+sp_status spcrypto_seal(uint8_t *out, const uint8_t key[SPCRYPTO_SEAL_KEY_LEN], const void *plain,
+                        size_t len, const void *aad, size_t aadlen)
+{
+    spcrypto_random(out, GCM_NONCE);
+    return gcm(true, out + GCM_NONCE, key, out, plain, len, aad, aadlen, out + GCM_NONCE + len);
+}
+
+sp_status spcrypto_open(uint8_t *out, const uint8_t key[SPCRYPTO_SEAL_KEY_LEN],
+                        const uint8_t *sealed, size_t len, const void *aad, size_t aadlen)
+{
+    if (len < SPCRYPTO_SEAL_OVERHEAD) return SP_ERR_VALIDATION_FAILED;
+    size_t n = len - SPCRYPTO_SEAL_OVERHEAD;
+    uint8_t tag[GCM_TAG];
+    memcpy(tag, sealed + GCM_NONCE + n, GCM_TAG);
+    sp_status s = gcm(false, out, key, sealed, sealed + GCM_NONCE, n, aad, aadlen, tag);
+    if (s != SP_OK) memset(out, 0, n);
+    return s;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+long spcrypto_hex_decode(uint8_t *out, size_t outcap, const char *in, size_t len)
+{
+    if (len % 2 != 0 || len / 2 > outcap) return -1;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return (long)(len / 2);
+}

@@ -56,6 +56,13 @@ static bool is_json_field(const ProtobufCFieldDescriptor *f)
            strcmp(f->name + n - 5, "_json") == 0;
 }
 
+bool sppb_field_inline(const ProtobufCFieldDescriptor *f)
+{
+    size_t n = strlen(f->name);
+    return f->type == PROTOBUF_C_TYPE_MESSAGE && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+           n > 7 && strcmp(f->name + n - 7, "_inline") == 0;
+}
+
 /* proto2 optional scalars, enums and bytes have a has_ flag; strings and messages are
  * present when their pointer is not NULL. */
 static bool has_flag(const ProtobufCFieldDescriptor *f)
@@ -312,7 +319,13 @@ static void set_value(ctx *c, const ProtobufCFieldDescriptor *f, const cJSON *v,
         break;
     }
     case PROTOBUF_C_TYPE_STRING:
-        if (!cJSON_IsString(v)) {
+        if (is_json_field(f)) { /* any JSON value, kept as its text: the service reads it */
+            char *text = cJSON_PrintUnformatted(v);
+            char *s = text != NULL ? sp_arena_strdup(c->arena, text) : NULL;
+            cJSON_free(text);
+            if (s == NULL) c->oom = true;
+            *(char **)dst = s;
+        } else if (!cJSON_IsString(v)) {
             why = "must be a string";
         } else if (!spjson_utf8_valid(v->valuestring, strlen(v->valuestring))) {
             why = "must be valid UTF-8";
@@ -406,7 +419,7 @@ static const ProtobufCFieldDescriptor *field_by_json_name(const ProtobufCMessage
 {
     char name[SPPB_PATH_MAX];
     for (unsigned i = 0; i < d->n_fields; i++) {
-        sppb_camel(name, sizeof(name), d->fields[i].name);
+        sppb_field_json_name(name, sizeof(name), &d->fields[i]);
         if (strcmp(name, key) == 0) return &d->fields[i];
     }
     return NULL;
@@ -584,6 +597,20 @@ static cJSON *msg_to_json(const ProtobufCMessage *m)
         char name[SPPB_PATH_MAX];
         sppb_camel(name, sizeof(name), f->name);
         cJSON *v = NULL;
+        if (sppb_field_inline(f)) { /* the chosen message's fields, in place */
+            const ProtobufCMessage *sub = *AT(m, f->offset, const ProtobufCMessage *const);
+            cJSON *so = sub != NULL ? msg_to_json(sub) : cJSON_CreateObject();
+            if (so == NULL) {
+                cJSON_Delete(o);
+                return NULL;
+            }
+            for (cJSON *e = so->child; e != NULL; e = so->child) {
+                cJSON_DetachItemViaPointer(so, e);
+                cJSON_AddItemToObject(o, e->string, e); /* takes e, key copied */
+            }
+            cJSON_Delete(so);
+            continue;
+        }
         if (is_json_field(f)) {
             const char *text = *AT(m, f->offset, char *const);
             name[strlen(name) - 4] = '\0'; /* "detailsJson" -> "details" */
@@ -694,7 +721,7 @@ static cJSON *element_schema(const ProtobufCFieldDescriptor *f, bool output, spp
         return typed("string", "enum", names);
     }
     case PROTOBUF_C_TYPE_STRING:
-        if (output && is_json_field(f)) return cJSON_CreateObject(); /* any JSON value */
+        if (is_json_field(f)) return cJSON_CreateObject(); /* any JSON value */
         return typed("string", NULL, NULL);
     case PROTOBUF_C_TYPE_BYTES:
         return typed("string", "pattern", cJSON_CreateString("^[A-Za-z0-9_-]*$"));

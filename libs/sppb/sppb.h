@@ -4,7 +4,11 @@
  *  - int64 fields named at, from, to or *_at are times in microseconds: RFC 3339 strings
  *    in JSON ("2025-09-12T15:10:04.120Z" out; up to microseconds and offsets in);
  *  - string fields named *_json hold JSON text, written as that value without the suffix
- *    ("details_json": "{...}" -> "details": {...}) (output only);
+ *    ("details_json": "{...}" -> "details": {...}); in input, any JSON value under the
+ *    name without the suffix is kept as its compact text, for the service to check;
+ *  - a message field named *_inline inside a oneof is written as the fields of the chosen
+ *    message, in place (an answer that is one of two shapes: a slot or {"items":[...]});
+ *    output only;
  *  - other int64/uint64 are JSON numbers (integral, within +-2^53);
  *  - proto2 'optional' fields not set are written as null; null in input leaves unset;
  *  - repeated -> arrays, nested messages -> objects, enums -> their names, bytes ->
@@ -70,6 +74,9 @@ cJSON *sppb_field_schema(const ProtobufCFieldDescriptor *f, bool output, sppb_sc
 
 /* Whether sppb_to_json can write null for 'f' (an optional field not set). */
 bool sppb_field_nullable(const ProtobufCFieldDescriptor *f);
+
+/* Whether 'f' is a oneof member written in place (*_inline). */
+bool sppb_field_inline(const ProtobufCFieldDescriptor *f);
 
 /* Whether sppb_to_json always writes 'f' (every field but the unchosen members of a oneof). */
 bool sppb_field_always_written(const ProtobufCFieldDescriptor *f);

@@ -249,6 +249,28 @@ int spsvc_page_rows(char **next, spbus_req *req, const spsvc_page *p, PGresult *
     return n;
 }
 
+ProtobufCMessage **spsvc_items_or_reply(spbus_req *req, const ProtobufCMessageDescriptor *desc,
+                                        size_t n)
+{
+    sp_arena *a = spbus_req_arena(req);
+    size_t cap = n > 0 ? n : 1;
+    char *items = cap <= SIZE_MAX / desc->sizeof_message
+                      ? sp_arena_alloc(a, desc->sizeof_message * cap)
+                      : NULL;
+    ProtobufCMessage **ptrs = cap <= SIZE_MAX / sizeof(ProtobufCMessage *)
+                                  ? sp_arena_alloc(a, sizeof(ProtobufCMessage *) * cap)
+                                  : NULL;
+    if (items == NULL || ptrs == NULL) {
+        spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = (ProtobufCMessage *)(void *)(items + i * desc->sizeof_message);
+        protobuf_c_message_init(desc, ptrs[i]);
+    }
+    return ptrs;
+}
+
 int64_t spsvc_pg_int64(const char *v)
 {
     return v == NULL ? 0 : strtoll(v, NULL, 10);

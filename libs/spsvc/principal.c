@@ -25,6 +25,13 @@ void spsvc_principal_of(spsvc_principal *p, const spbus_req *req)
     /* a user role without a valid user is nobody (services need no user) */
     if (p->role != SPSVC_ROLE_SERVICE && !user) p->role = 0;
     p->user_id = user ? ctx->user_id : NULL;
+    if (p->role == SPSVC_ROLE_SERVICE && ctx->client_id != NULL) {
+        if (!spcrypto_uuid_valid(ctx->client_id)) {
+            p->role = 0; /* a tenant that is no id: refuse everything */
+            return;
+        }
+        p->client_id = ctx->client_id;
+    }
     if (p->role == SPSVC_ROLE_CLIENT_ADMIN) {
         if (ctx->client_id == NULL || !spcrypto_uuid_valid(ctx->client_id)) {
             p->role = 0; /* a client_admin without a tenant: refuse everything */
@@ -70,8 +77,9 @@ sp_status spsvc_scope_or_reply(spbus_req *req, const char *client_id, const char
     spsvc_principal p;
 
     spsvc_principal_of(&p, req);
-    if (p.role == SPSVC_ROLE_ADMIN || p.role == SPSVC_ROLE_SERVICE) return SP_OK;
-    if (p.role == SPSVC_ROLE_CLIENT_ADMIN && client_id != NULL &&
+    if (p.role == SPSVC_ROLE_ADMIN || (p.role == SPSVC_ROLE_SERVICE && p.client_id == NULL))
+        return SP_OK;
+    if ((p.role == SPSVC_ROLE_CLIENT_ADMIN || p.role == SPSVC_ROLE_SERVICE) && client_id != NULL &&
         strcmp(p.client_id, client_id) == 0)
         return SP_OK;
     char msg[96];

@@ -159,6 +159,75 @@ spredis *spsvc_redis(spbus_req *req)
     return svc->redis[w];
 }
 
+sp_status spsvc_call_for(ProtobufCMessage **out, Sp__V1__Error **err, spbus *bus, spbus_req *req,
+                         const char *api, const char *method, const ProtobufCMessage *in,
+                         const ProtobufCMessageDescriptor *reply_desc, const spsvc_call_opts *o,
+                         sp_arena *arena)
+{
+    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
+    const Sp__V1__RequestContext *rc = req != NULL ? spbus_req_ctx(req) : NULL;
+    char subject[128];
+
+    if (rc != NULL) {
+        ctx.request_id = rc->request_id;
+        ctx.ip = rc->ip;
+        ctx.user_agent = rc->user_agent;
+        ctx.user_id = rc->user_id;
+    }
+    ctx.role = "service";
+    ctx.client_id = (char *)o->client_id;
+    ctx.idempotency_key = (char *)o->idempotency_key;
+    ctx.has_validate_only = o->validate_only;
+    ctx.validate_only = o->validate_only;
+    snprintf(subject, sizeof(subject), "sp.%s.v1.%s", api, method);
+    return spbus_request(out, err, bus, subject, &ctx, in, reply_desc, o->timeout_ms, arena);
+}
+
+sp_status spsvc_call(ProtobufCMessage **out, Sp__V1__Error **err, spbus *bus, spbus_req *req,
+                     const char *api, const char *method, const ProtobufCMessage *in,
+                     const ProtobufCMessageDescriptor *reply_desc, int timeout_ms, sp_arena *arena)
+{
+    const spsvc_call_opts o = {.timeout_ms = timeout_ms};
+    return spsvc_call_for(out, err, bus, req, api, method, in, reply_desc, &o, arena);
+}
+
+bool spsvc_validate_only(const spbus_req *req)
+{
+    const Sp__V1__RequestContext *ctx = spbus_req_ctx(req);
+    spsvc_principal p;
+    spsvc_principal_of(&p, req);
+    return p.role == SPSVC_ROLE_SERVICE && ctx != NULL && ctx->has_validate_only &&
+           ctx->validate_only;
+}
+
+void spsvc_changed(spbus_req *req, const char *client_id, const char *kind, const char *id,
+                   const char *what, const char *parent_id)
+{
+    Sp__V1__Changed c = SP__V1__CHANGED__INIT;
+    char subject[160];
+    uint8_t buf[512];
+    c.kind = (char *)kind;
+    c.id = (char *)id;
+    c.what = (char *)what;
+    c.client_id = (char *)client_id;
+    c.parent_id = (char *)parent_id;
+    c.has_at = 1;
+    c.at = sp_now_us();
+    spsvc *svc = spsvc_of(req);
+    int n = snprintf(subject, sizeof(subject), "sp.%s.changed.%s.%s", spsvc_name(svc),
+                     client_id != NULL ? client_id : "platform", kind);
+    size_t len = protobuf_c_message_get_packed_size(&c.base);
+    sp_status s =
+        n > 0 && (size_t)n < sizeof(subject) && len <= sizeof(buf) ? SP_OK : SP_ERR_INTERNAL;
+    if (s == SP_OK) {
+        protobuf_c_message_pack(&c.base, buf);
+        s = spbus_publish(spsvc_bus(svc), subject, buf, len);
+    }
+    if (s != SP_OK)
+        sp_log_warn(spbus_req_id(req), "changed_not_published", "kind", kind, "id", id, "error",
+                    sp_error_code(s));
+}
+
 sp_status spsvc_db_error_reply(spbus_req *req, sp_status s, const char *what)
 {
     sp_log_warn(spbus_req_id(req), "db_failed", "what", what, "code", sp_error_code(s));
@@ -181,6 +250,14 @@ sp_status spsvc_commit_or_reply(spbus_req *req, spdb *db)
     int w = spbus_req_worker(req);
     sp_status s = spdb_commit(db);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "commit");
+#ifdef SP_FAULTS
+    /* tests only: the process dies after a commit, before it answers (a crash at the worst
+     * moment), when SP_FAULT_KILL_AFTER_COMMIT names this request's message */
+    const char *kill_after = getenv("SP_FAULT_KILL_AFTER_COMMIT");
+    const ProtobufCMessage *in = spbus_req_input(req);
+    if (kill_after != NULL && in != NULL && strcmp(kill_after, in->descriptor->short_name) == 0)
+        raise(SIGKILL);
+#endif
     if (w >= 0 && w < svc->workers && svc->audited[w]) {
         svc->audited[w] = false;
         sp_task_wake(svc->outbox_task);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sp/v1/changed.pb-c.h"
 #include "sp/v1/envelope.pb-c.h"
 #include "spbus.h"
 #include "spcore.h"
@@ -90,6 +91,40 @@ sp_status spsvc_commit_or_reply(spbus_req *req, spdb *db);
 /* Rolls back whatever transaction the handler left open (no-op otherwise). */
 void spsvc_rollback(spdb *db);
 
+/* ---- calls to other services ------------------------------------------------------------ */
+
+/* How a service calls another (spsvc_call_for). */
+typedef struct {
+    int timeout_ms;              /* the call's deadline */
+    const char *client_id;       /* act for this client only (the callee's tenant scope), or NULL */
+    const char *idempotency_key; /* RequestContext.idempotency_key, or NULL */
+    bool validate_only;          /* RequestContext.validate_only: check, change nothing */
+} spsvc_call_opts;
+
+/* Calls sp.<api>.v1.<method> of another service as this service (ctx.role "service"),
+ * keeping the request id, ip, user agent and acting user of 'req' for the callee's logs and
+ * audit ('req' NULL: a task's own call). SP_OK with *out, or the status of the callee's
+ * error with *err (NULL: no answer within the timeout, SP_ERR_UNAVAILABLE). Replies
+ * nothing. */
+sp_status spsvc_call_for(ProtobufCMessage **out, Sp__V1__Error **err, spbus *bus, spbus_req *req,
+                         const char *api, const char *method, const ProtobufCMessage *in,
+                         const ProtobufCMessageDescriptor *reply_desc, const spsvc_call_opts *o,
+                         sp_arena *arena);
+/* The same with only a timeout. */
+sp_status spsvc_call(ProtobufCMessage **out, Sp__V1__Error **err, spbus *bus, spbus_req *req,
+                     const char *api, const char *method, const ProtobufCMessage *in,
+                     const ProtobufCMessageDescriptor *reply_desc, int timeout_ms, sp_arena *arena);
+/* Whether this call is a service's validate_only one (reply an empty result after the
+ * checks, change nothing). */
+bool spsvc_validate_only(const spbus_req *req);
+
+/* After the commit: publishes sp.v1.Changed on sp.<service>.changed.<client_id>.<kind>
+ * (bus.md), so that the copies other processes keep of the resource are dropped. Core
+ * pub/sub, at most once (the copies expire too); a failure is logged at warn, never
+ * replied. 'parent_id' may be NULL. */
+void spsvc_changed(spbus_req *req, const char *client_id, const char *kind, const char *id,
+                   const char *what, const char *parent_id);
+
 /* ---- the caller ------------------------------------------------------------------------------ */
 
 enum {
@@ -104,7 +139,8 @@ enum {
 typedef struct {
     unsigned role;         /* one SPSVC_ROLE_*, 0 when anonymous */
     const char *user_id;   /* public id, NULL when anonymous */
-    const char *client_id; /* for client_admin: its tenant, else NULL */
+    const char *client_id; /* for client_admin: its tenant; for a service acting for one
+                              client (spsvc_call_opts.client_id): that client; else NULL */
     bool manager;          /* client_admin with client_role client_manager */
 } spsvc_principal;
 
@@ -117,8 +153,9 @@ sp_status spsvc_require_user_or_reply(spbus_req *req, const char **user_id);
  * forbidden otherwise. *p (may be NULL) is filled. */
 sp_status spsvc_require_role_or_reply(spbus_req *req, unsigned roles, spsvc_principal *p);
 /* Tenant scope of a resource of client 'client_id' (public id): an admin or a service sees
- * every client, a client_admin only its own; anyone else gets 404 not_found "<what> not
- * found", never a 403 that would confirm the resource exists (domain.md rule 1). */
+ * every client (a service acting for one client: that one), a client_admin only its own; anyone
+ * else gets 404 not_found "<what> not found", never a 403 that would confirm the resource exists
+ * (domain.md rule 1). */
 sp_status spsvc_scope_or_reply(spbus_req *req, const char *client_id, const char *what);
 /* After the scope: writing needs an admin, a service or the client's manager; an operator
  * gets 403 forbidden. */
@@ -191,6 +228,12 @@ const char *spsvc_page_after(const spsvc_page *p);
  * exists, else NULL. */
 int spsvc_page_rows(char **next, spbus_req *req, const spsvc_page *p, PGresult *res, int at_col,
                     int id_col);
+/* The items of a page (or any repeated reply field): n messages of 'desc', each
+ * initialised, and the array of their pointers, in the request's arena. NULL after
+ * replying 500 internal when the arena is exhausted. The array is the 'items' of the reply:
+ * cast it to the message's type (Sp__X **), as protobuf-c's own code does. */
+ProtobufCMessage **spsvc_items_or_reply(spbus_req *req, const ProtobufCMessageDescriptor *desc,
+                                        size_t n);
 /* The same without a request: encode into 'out'; decode, false for anything else than
  * what encode made (then *at = *id = -1). */
 #define SPSVC_CURSOR_MAX 64

@@ -29,22 +29,18 @@ static sp_status list_lookups(spbus_req *req, const char *sql, const char *what,
 
     Sp__Catalog__V1__ListLookupsReply out = SP__CATALOG__V1__LIST_LOOKUPS_REPLY__INIT;
     int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, L_AT, L_ID);
-    sp_arena *a = spbus_req_arena(req);
-    size_t cap = (size_t)(n > 0 ? n : 1);
-    Sp__Catalog__V1__Lookup *items = sp_arena_alloc(a, sizeof(*items) * cap);
-    Sp__Catalog__V1__Lookup **ptrs = sp_arena_alloc(a, sizeof(Sp__Catalog__V1__Lookup *) * cap);
-    if (items == NULL || ptrs == NULL) {
-        PQclear(res);
-        return spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+    Sp__Catalog__V1__Lookup **items = (Sp__Catalog__V1__Lookup **)spsvc_items_or_reply(
+        req, &sp__catalog__v1__lookup__descriptor, (size_t)n);
+    for (int i = 0; items != NULL && i < n; i++) {
+        items[i]->code = PQgetvalue(res, i, L_CODE);
+        items[i]->name = PQgetvalue(res, i, L_NAME);
     }
-    for (int i = 0; i < n; i++) {
-        sp__catalog__v1__lookup__init(&items[i]);
-        items[i].code = PQgetvalue(res, i, L_CODE);
-        items[i].name = PQgetvalue(res, i, L_NAME);
-        ptrs[i] = &items[i];
+    if (items == NULL) {
+        PQclear(res);
+        return SP_OK;
     }
     out.n_items = (size_t)n;
-    out.items = ptrs;
+    out.items = items;
     spbus_reply(req, &out.base);
     PQclear(res);
     return SP_OK;

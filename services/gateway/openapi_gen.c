@@ -109,12 +109,34 @@ static cJSON *or_null(cJSON *s)
     return o;
 }
 
+/* A reply written as one of its *_inline messages (sppb.h): {"oneOf": [their schemas]};
+ * NULL when 'd' has no such field. */
+static cJSON *inline_schema(gen *g, const ProtobufCMessageDescriptor *d)
+{
+    cJSON *one = NULL;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!sppb_field_inline(f)) continue;
+        if (one == NULL) one = cJSON_CreateArray();
+        const char *r = schema_ref(f->descriptor, true, g);
+        cJSON *e = cJSON_CreateObject();
+        if (r != NULL) cJSON_AddStringToObject(e, "$ref", r);
+        cJSON_AddItemToArray(one, e);
+    }
+    if (one == NULL) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "oneOf", one);
+    return o;
+}
+
 /* The object schema of 'd'. output: what sppb_to_json writes (every field there; null
  * unless "set"). Input: what the gateway reads: without the fields named in 'skip' (path
  * parameters, the query's, "cleared"), null only for 'clearable' fields. */
 static cJSON *message_schema(gen *g, const ProtobufCMessageDescriptor *d, bool output,
                              const cJSON *skip, bool clearable)
 {
+    cJSON *one = output ? inline_schema(g, d) : NULL;
+    if (one != NULL) return one;
     const cJSON *mn = message_notes(g, d);
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(mn, "fields");
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(mn, "set");

@@ -227,20 +227,16 @@ static sp_status list_audit(spbus_req *req)
     Sp__Tenancy__V1__ListAuditReply out = SP__TENANCY__V1__LIST_AUDIT_REPLY__INIT;
     int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, 1, 11);
     sp_arena *a = spbus_req_arena(req);
-    Sp__Tenancy__V1__AuditEntry *items =
-        sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
-    Sp__Tenancy__V1__AuditEntry **ptrs =
-        sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__AuditEntry *) * (size_t)(n > 0 ? n : 1));
-    if (items == NULL || ptrs == NULL) {
+    Sp__Tenancy__V1__AuditEntry **items = (Sp__Tenancy__V1__AuditEntry **)spsvc_items_or_reply(
+        req, &sp__tenancy__v1__audit_entry__descriptor, (size_t)n);
+    if (items == NULL) {
         PQclear(res);
-        return spsvc_fail(req, SP_ERR_INTERNAL, "internal error");
+        return SP_OK;
     }
-    for (int i = 0; i < n; i++) {
-        entry_from_row(a, &items[i], res, i);
-        ptrs[i] = &items[i];
-    }
+    for (int i = 0; i < n; i++)
+        entry_from_row(a, items[i], res, i);
     out.n_items = (size_t)n;
-    out.items = ptrs;
+    out.items = items;
     spbus_reply(req, &out.base);
     PQclear(res);
     return SP_OK;

@@ -11,19 +11,8 @@ sp_status ten_auth_call(ProtobufCMessage **out, Sp__V1__Error **err, spbus *bus,
                         const char *method, const ProtobufCMessage *in,
                         const ProtobufCMessageDescriptor *reply_desc, sp_arena *arena)
 {
-    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    const Sp__V1__RequestContext *rc = req != NULL ? spbus_req_ctx(req) : NULL;
-    char subject[96];
-
-    if (rc != NULL) {
-        ctx.request_id = rc->request_id;
-        ctx.ip = rc->ip;
-        ctx.user_agent = rc->user_agent;
-        ctx.user_id = rc->user_id;
-    }
-    ctx.role = "service";
-    snprintf(subject, sizeof(subject), "sp.auth.v1.%s", method);
-    return spbus_request(out, err, bus, subject, &ctx, in, reply_desc, TEN_AUTH_TIMEOUT_MS, arena);
+    return spsvc_call(out, err, bus, req, "auth", method, in, reply_desc, TEN_AUTH_TIMEOUT_MS,
+                      arena);
 }
 
 char *ten_create_key(spbus_req *req, const char *what)

@@ -277,34 +277,31 @@ static sp_status list_clients(spbus_req *req)
 
     Sp__Tenancy__V1__ListClientsReply out = SP__TENANCY__V1__LIST_CLIENTS_REPLY__INIT;
     int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, TEN_C_CREATED, TEN_C_INTERNAL);
-    sp_arena *a = spbus_req_arena(req);
-    Sp__Tenancy__V1__Client *items = sp_arena_alloc(a, sizeof(*items) * (size_t)(n > 0 ? n : 1));
-    Sp__Tenancy__V1__Client **ptrs =
-        sp_arena_alloc(a, sizeof(Sp__Tenancy__V1__Client *) * (size_t)(n > 0 ? n : 1));
-    if (items == NULL || ptrs == NULL) {
+    Sp__Tenancy__V1__Client **items = (Sp__Tenancy__V1__Client **)spsvc_items_or_reply(
+        req, &sp__tenancy__v1__client__descriptor, (size_t)n);
+    if (items == NULL) {
         PQclear(res);
-        return spbus_reply_error(req, SP_ERR_INTERNAL, "internal error", NULL);
+        return SP_OK;
     }
-    for (int i = 0; i < n; i++) {
-        ten_client_from_row(&items[i], res, i);
-        ptrs[i] = &items[i];
-    }
+    for (int i = 0; i < n; i++)
+        ten_client_from_row(items[i], res, i);
     out.n_items = (size_t)n;
-    out.items = ptrs;
+    out.items = items;
     spbus_reply(req, &out.base);
     PQclear(res);
     return SP_OK;
 }
 
-/* GetClient: an admin's any client, a client_admin's own; 404 otherwise. */
+/* GetClient: an admin's any client, a client_admin's own; 404 otherwise. Services too
+ * (catalog: does the client of a new establishment exist). */
 static sp_status get_client(spbus_req *req)
 {
     const Sp__Tenancy__V1__GetClientRequest *in = (const void *)spbus_req_input(req);
     PGresult *res = NULL;
     spdb *db = NULL;
 
-    sp_status s =
-        spsvc_require_role_or_reply(req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN, NULL);
+    sp_status s = spsvc_require_role_or_reply(
+        req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN | SPSVC_ROLE_SERVICE, NULL);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = ten_client_or_reply(&res, req, db, in->id, false);
     if (s == SP_OK) reply_client(req, res);

@@ -1,5 +1,5 @@
-/* main.c -- the tenancy service: clients, members and the audit log on the service kit
- * (libs/spsvc); the routes of clients.c, members.c and audit.c, the sync task that brings
+/* main.c -- the tenancy service: clients, members, requests and the audit log on the
+ * service kit (libs/spsvc); the routes of clients.c, members.c, requests.c and audit.c, the sync task that brings
  * auth in line (sync.c) and the SP_AUDIT consumer. */
 #include "tenancy.h"
 
@@ -12,6 +12,7 @@ static sp_status start(spsvc *kit)
     clients_register(kit);
     members_register(kit);
     audit_register(kit);
+    requests_register(kit);
     sp_status s = ten_sync_start(&g_ten, sp_config_str(spsvc_config(kit), "SP_DATABASE_URL"));
     if (s == SP_OK) s = audit_consumer_start(&g_ten);
     return s;

@@ -40,10 +40,12 @@ static inline ten_svc *ten_of(const spbus_req *req)
 
 /* clients.c: CreateClient, ListClients, GetClient, UpdateClient, Approve/Suspend/
  * ReactivateClient. members.c: ListMembers, CreateMember, DeleteMember. audit.c: ListAudit
- * and the SP_AUDIT consumer. */
+ * and the SP_AUDIT consumer. requests.c: CreateRequest, ListRequests, GetRequest,
+ * Approve / RejectRequest. */
 void clients_register(spsvc *kit);
 void members_register(spsvc *kit);
 void audit_register(spsvc *kit);
+void requests_register(spsvc *kit);
 sp_status audit_consumer_start(ten_svc *t);
 void audit_consumer_stop(ten_svc *t);
 bool audit_consumer_ready(ten_svc *t, char *why, size_t whylen);

@@ -715,6 +715,11 @@ static const char *service_secret(const envx *x, const char *what, const char *n
     return secret_get(x, key);
 }
 
+const char *sptest_secret(sptest_env *e, const char *key)
+{
+    return secret_get((envx *)e, key);
+}
+
 static void secret_put(envx *x, const char *k, const char *v)
 {
     for (int i = 0; i < x->nsecrets; i++)

@@ -39,8 +39,8 @@ typedef struct {
     sptest_proc nats, pg, redis;
     sptest_proc svc[8]; /* services started by sptest_start_service */
     int nsvc;
-    sptest_proc edge;  /* nginx in front of the gateway (sptest_start_edge) */
-    int edge_port;     /* its public port, 0 until started */
+    sptest_proc edge;   /* nginx in front of the gateway (sptest_start_edge) */
+    int edge_port;      /* its public port, 0 until started */
     char edge_url[128]; /* http://127.0.0.1:<edge_port> */
 } sptest_env;
 
@@ -66,6 +66,9 @@ sptest_proc *sptest_start_service(sptest_env *e, const char *name, const char *c
  * answers 200 through it (aborts after 30 s); sets e->edge_port and e->edge_url. Start the
  * gateway with SP_TRUSTED_PROXIES=127.0.0.1 to have it believe the client addresses. */
 sptest_proc *sptest_start_edge(sptest_env *e, const char *const *extra_env);
+/* A generated secret of the stack (SP_NATS_INGEST_PASSWORD, SP_MASTER_KEY, ...), NULL when
+ * there is none; it lives as long as e. */
+const char *sptest_secret(sptest_env *e, const char *key);
 /* Sends 'sig' and waits for the process to exit (SIGKILL after 10 s). */
 void sptest_kill(sptest_proc *p, int sig);
 /* Restarts a killed infrastructure server or service on the same port and directory,

@@ -1172,7 +1172,6 @@ START_TEST(one_address_is_capped_at_64_requests_in_progress)
         }
     }
     ck_assert_msg(limited == N - CAP, "%d of %d refused beyond the cap", limited, N - CAP);
-    long long ms;
     int other = connect_from("127.0.9.10", PORT, 3000);
     ck_assert_int_ge(other, 0);
     static const char health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -1189,7 +1188,6 @@ START_TEST(one_address_is_capped_at_64_requests_in_progress)
     a = read_answer(again);
     close(again);
     ck_assert_msg(a.status == 200, "the address once its requests ended: %ld", a.status);
-    (void)ms;
 }
 END_TEST
 

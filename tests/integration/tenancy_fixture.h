@@ -74,6 +74,25 @@ FIXTURE void expect_(int line, const char *method, const char *path, const char 
 }
 #define EXPECT(m, p, t, b, st) expect_(__LINE__, m, p, t, b, st)
 
+/* A call as 'token' that must answer 'want'; the answer (caller frees). */
+FIXTURE sptest_resp *must_(int line, const char *method, const char *path, const char *token,
+                           const char *body, long want)
+{
+    sptest_resp *r = call(method, path, token, body, NULL);
+    ck_assert_msg(r->status == want, "line %d: %s %s %s: want %ld, got %ld %s", line, method, path,
+                  body != NULL ? body : "", want, r->status, r->body);
+    return r;
+}
+#define MUST(m, p, t, b, st) must_(__LINE__, m, p, t, b, st)
+
+/* Whether an error answer's fields name 'path' ("slots[1].slotCode": not a dotted path). */
+FIXTURE bool names_field(const sptest_resp *r, const char *path)
+{
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(r->json, "error");
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(err, "fields");
+    return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fields, path));
+}
+
 FIXTURE void assert_error(const sptest_resp *r, long status, const char *code)
 {
     ck_assert_msg(r->status == status, "want %ld, got %ld %s", status, r->status, r->body);

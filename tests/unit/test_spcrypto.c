@@ -430,6 +430,72 @@ START_TEST(hex_lower_case)
 }
 END_TEST
 
+/* ---- AES-256-GCM ---------------------------------------------------------------------------- */
+
+/* McGrew & Viega, "The Galois/Counter Mode of Operation", test case 14: K = 0^256,
+ * IV = 0^96, P = 0^128; and test case 13 (P empty): sealed as nonce || C || T. */
+START_TEST(open_reads_the_gcm_spec_vectors)
+{
+    uint8_t key[32] = {0}, sealed[12 + 16 + 16], out[16];
+    memset(sealed, 0, 12);
+    ck_assert_int_eq(spcrypto_hex_decode(sealed + 12, 32,
+                                         "cea7403d4d606b6e074ec5d3baf39d18"
+                                         "d0d1c8a799996bf0265b98b5d48ab919",
+                                         64),
+                     32);
+    ck_assert_int_eq(spcrypto_open(out, key, sealed, sizeof(sealed), NULL, 0), SP_OK);
+    static const uint8_t zero[16] = {0};
+    ck_assert_mem_eq(out, zero, 16);
+    uint8_t empty[28] = {0};
+    ck_assert_int_eq(spcrypto_hex_decode(empty + 12, 16, "530f8afbc74536b9a963b4f1c4cb738b", 32),
+                     16);
+    ck_assert_int_eq(spcrypto_open(out, key, empty, sizeof(empty), NULL, 0), SP_OK);
+}
+END_TEST
+
+START_TEST(seal_then_open_round_trips_and_refuses_any_change)
+{
+    uint8_t key[32], other[32], plain[43], sealed[43 + SPCRYPTO_SEAL_OVERHEAD], out[43];
+    spcrypto_random(key, sizeof(key));
+    spcrypto_random(other, sizeof(other));
+    spcrypto_random(plain, sizeof(plain));
+    ck_assert_int_eq(spcrypto_seal(sealed, key, plain, sizeof(plain), "row-1", 5), SP_OK);
+    ck_assert_int_eq(spcrypto_open(out, key, sealed, sizeof(sealed), "row-1", 5), SP_OK);
+    ck_assert_mem_eq(out, plain, sizeof(plain));
+    /* the ciphertext does not hold the plaintext */
+    ck_assert(memmem(sealed, sizeof(sealed), plain, 8) == NULL);
+    ck_assert_int_eq(spcrypto_open(out, other, sealed, sizeof(sealed), "row-1", 5),
+                     SP_ERR_VALIDATION_FAILED);
+    ck_assert_int_eq(spcrypto_open(out, key, sealed, sizeof(sealed), "row-2", 5),
+                     SP_ERR_VALIDATION_FAILED);
+    for (size_t i = 0; i < sizeof(sealed); i++) {
+        sealed[i] ^= 0x01;
+        ck_assert_int_eq(spcrypto_open(out, key, sealed, sizeof(sealed), "row-1", 5),
+                         SP_ERR_VALIDATION_FAILED);
+        sealed[i] ^= 0x01;
+    }
+    ck_assert_int_eq(spcrypto_open(out, key, sealed, SPCRYPTO_SEAL_OVERHEAD - 1, NULL, 0),
+                     SP_ERR_VALIDATION_FAILED);
+    /* a fresh nonce each time */
+    uint8_t again[sizeof(sealed)];
+    ck_assert_int_eq(spcrypto_seal(again, key, plain, sizeof(plain), "row-1", 5), SP_OK);
+    ck_assert(memcmp(again, sealed, sizeof(sealed)) != 0);
+}
+END_TEST
+
+START_TEST(hex_decode_round_trips_and_rejects_bad_input)
+{
+    uint8_t b[4];
+    char h[9];
+    ck_assert_int_eq(spcrypto_hex_decode(b, sizeof(b), "00fFa9", 6), 3);
+    spcrypto_hex(h, b, 3);
+    ck_assert_str_eq(h, "00ffa9");
+    ck_assert_int_eq(spcrypto_hex_decode(b, sizeof(b), "abc", 3), -1);
+    ck_assert_int_eq(spcrypto_hex_decode(b, sizeof(b), "zz", 2), -1);
+    ck_assert_int_eq(spcrypto_hex_decode(b, 2, "001122", 6), -1);
+}
+END_TEST
+
 static Suite *spcrypto_suite(void)
 {
     Suite *s = suite_create("spcrypto");
@@ -471,6 +537,12 @@ static Suite *spcrypto_suite(void)
     tcase_add_test(t, b64url_decode_rejects_bad_input);
     tcase_add_test(t, b64url_decode_rejects_small_buffer);
     tcase_add_test(t, hex_lower_case);
+    tcase_add_test(t, hex_decode_round_trips_and_rejects_bad_input);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("seal");
+    tcase_add_test(t, open_reads_the_gcm_spec_vectors);
+    tcase_add_test(t, seal_then_open_round_trips_and_refuses_any_change);
     suite_add_tcase(s, t);
     return s;
 }
