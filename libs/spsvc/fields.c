@@ -271,6 +271,30 @@ ProtobufCMessage **spsvc_items_or_reply(spbus_req *req, const ProtobufCMessageDe
     return ptrs;
 }
 
+sp_status spsvc_reply_page(spbus_req *req, const spsvc_page *pg, PGresult *res, int at_col,
+                           int id_col, const ProtobufCMessageDescriptor *desc, spsvc_fill_fn fill)
+{
+    const ProtobufCFieldDescriptor *fi = protobuf_c_message_descriptor_get_field(desc, 1);
+    const ProtobufCFieldDescriptor *fn = protobuf_c_message_descriptor_get_field(desc, 2);
+    if (fi == NULL || fi->label != PROTOBUF_C_LABEL_REPEATED ||
+        fi->type != PROTOBUF_C_TYPE_MESSAGE || fn == NULL || fn->type != PROTOBUF_C_TYPE_STRING)
+        return spsvc_fail(req, SP_ERR_INTERNAL, "internal error");
+    char *out = sp_arena_alloc(spbus_req_arena(req), desc->sizeof_message);
+    if (out == NULL) return spsvc_fail(req, SP_ERR_INTERNAL, "internal error");
+    protobuf_c_message_init(desc, out);
+    char *next = NULL;
+    int n = spsvc_page_rows(&next, req, pg, res, at_col, id_col);
+    ProtobufCMessage **items = spsvc_items_or_reply(req, fi->descriptor, (size_t)n);
+    if (items == NULL) return SP_OK;
+    for (int i = 0; i < n; i++)
+        fill(items[i], res, i, req);
+    memcpy(out + fi->quantifier_offset, &(size_t){(size_t)n}, sizeof(size_t));
+    memcpy(out + fi->offset, &items, sizeof(items));
+    memcpy(out + fn->offset, &next, sizeof(next));
+    spbus_reply(req, (ProtobufCMessage *)(void *)out);
+    return SP_OK;
+}
+
 int64_t spsvc_pg_int64(const char *v)
 {
     return v == NULL ? 0 : strtoll(v, NULL, 10);

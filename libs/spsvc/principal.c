@@ -1,4 +1,5 @@
 /* principal.c -- the caller of a request and the role and tenant-scope checks. */
+#include <stdio.h>
 #include <string.h>
 
 #include "spcrypto.h"
@@ -98,4 +99,28 @@ sp_status spsvc_require_writer_or_reply(spbus_req *req)
         return SP_OK;
     spbus_reply_error(req, SP_ERR_FORBIDDEN, "only the client's managers may change this", NULL);
     return SP_ERR_FORBIDDEN;
+}
+
+sp_status spsvc_row_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *sql,
+                             const char *id, int client_col, const char *what)
+{
+    char msg[96];
+    *res = NULL;
+    snprintf(msg, sizeof(msg), "%s not found", what);
+    if (id == NULL || !spcrypto_uuid_valid(id)) return spsvc_fail(req, SP_ERR_NOT_FOUND, msg);
+    const char *params[] = {id};
+    sp_status s = spdb_query(res, db, sql, 1, params);
+    if (s != SP_OK) {
+        *res = NULL;
+        return spsvc_db_error_reply(req, s, what);
+    }
+    /* another tenant's row answers exactly like a missing one */
+    s = PQntuples(*res) == 1 && !PQgetisnull(*res, 0, client_col)
+            ? spsvc_scope_or_reply(req, PQgetvalue(*res, 0, client_col), what)
+            : spsvc_fail(req, SP_ERR_NOT_FOUND, msg);
+    if (s != SP_OK) {
+        PQclear(*res);
+        *res = NULL;
+    }
+    return s;
 }

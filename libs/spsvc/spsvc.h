@@ -157,6 +157,12 @@ sp_status spsvc_require_role_or_reply(spbus_req *req, unsigned roles, spsvc_prin
  * else gets 404 not_found "<what> not found", never a 403 that would confirm the resource exists
  * (domain.md rule 1). */
 sp_status spsvc_scope_or_reply(spbus_req *req, const char *client_id, const char *what);
+/* The one row of 'sql' ($1: the public id 'id') for the caller: 404 not_found "<what> not
+ * found" when 'id' is no UUID, no row matches, or the row's client (public id, column
+ * 'client_col') is out of the caller's scope (spsvc_scope_or_reply). The caller clears
+ * *res (NULL after a failure). */
+sp_status spsvc_row_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *sql,
+                             const char *id, int client_col, const char *what);
 /* After the scope: writing needs an admin, a service or the client's manager; an operator
  * gets 403 forbidden. */
 sp_status spsvc_require_writer_or_reply(spbus_req *req);
@@ -234,6 +240,16 @@ int spsvc_page_rows(char **next, spbus_req *req, const spsvc_page *p, PGresult *
  * cast it to the message's type (Sp__X **), as protobuf-c's own code does. */
 ProtobufCMessage **spsvc_items_or_reply(spbus_req *req, const ProtobufCMessageDescriptor *desc,
                                         size_t n);
+/* Fills one item of a page from row 'row' of 'res' (strings may point into res, other
+ * allocations go to the request's arena). */
+typedef void (*spsvc_fill_fn)(ProtobufCMessage *item, PGresult *res, int row, spbus_req *req);
+/* Replies one page of a list: a message of 'desc' (a List<X>Reply: 'repeated X items = 1;
+ * optional string next_cursor = 2;', the gateway's list shape) with an item per row of
+ * 'res' the page answers (fetched with pg->fetch_s), each made by fill, and the cursor
+ * after the last (columns at_col, id_col). Replies 500 on OOM or a message of another
+ * shape. Returns SP_OK once it replied. */
+sp_status spsvc_reply_page(spbus_req *req, const spsvc_page *pg, PGresult *res, int at_col,
+                           int id_col, const ProtobufCMessageDescriptor *desc, spsvc_fill_fn fill);
 /* The same without a request: encode into 'out'; decode, false for anything else than
  * what encode made (then *at = *id = -1). */
 #define SPSVC_CURSOR_MAX 64

@@ -65,8 +65,10 @@ static const char *col(PGresult *res, int c)
     return PQgetisnull(res, 0, c) ? NULL : PQgetvalue(res, 0, c);
 }
 
-static void from_row(Sp__Catalog__V1__CameraReply *c, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Catalog__V1__CameraReply *c = (Sp__Catalog__V1__CameraReply *)m;
+    (void)req;
     c->id = PQgetvalue(res, row, C_ID);
     c->camera_code = PQgetvalue(res, row, C_CODE);
     c->client_id = PQgetvalue(res, row, C_CLIENT);
@@ -83,26 +85,15 @@ static void from_row(Sp__Catalog__V1__CameraReply *c, PGresult *res, int row)
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Catalog__V1__CameraReply c = SP__CATALOG__V1__CAMERA_REPLY__INIT;
-    from_row(&c, res, 0);
+    from_row(&c.base, res, 0, req);
     return spbus_reply(req, &c.base);
 }
 
 static sp_status camera_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id,
                                  bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id))
-        return spsvc_fail(req, SP_ERR_NOT_FOUND, "camera not found");
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_by_id_lock : sql_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "camera");
-    s = PQntuples(*res) == 1 ? spsvc_scope_or_reply(req, PQgetvalue(*res, 0, C_CLIENT), "camera")
-                             : spsvc_fail(req, SP_ERR_NOT_FOUND, "camera not found");
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_by_id_lock : sql_by_id, id, C_CLIENT,
+                              "camera");
 }
 
 /* The internal id of 'public_id' by 'sql' for client 'client' into *out (NULL: none such,
@@ -131,19 +122,6 @@ static sp_status resolve(const char **out, spsvc_fields *f, spbus_req *req, spdb
 #define KEY_WHY "no usable API key of this client"
 #define LOT_WHY "no such lot of this client"
 
-/* A creation whose key was used before: replies that camera (SP_OK); SP_ERR_NOT_FOUND when
- * the key is new. */
-static sp_status find_created(spbus_req *req, spdb *db, const char *key)
-{
-    PGresult *res = NULL;
-    const char *params[] = {key};
-    sp_status s = spdb_query(&res, db, sql_by_key, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "camera_by_key");
-    s = PQntuples(res) == 1 ? reply_row(req, res) : SP_ERR_NOT_FOUND;
-    PQclear(res);
-    return s == SP_ERR_NOT_FOUND ? s : SP_OK;
-}
-
 /* CreateCamera: {cameraCode, apiKeyId, lotId?, clientId?}; the key and the lot must be
  * the camera's client's (400 otherwise: another client's look like missing ones). 409 on a
  * cameraCode taken in the client. */
@@ -158,7 +136,7 @@ static sp_status create_camera(spbus_req *req)
     sp_status s = cat_owner_or_reply(&client, req, in->client_id);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK && key != NULL) {
-        s = find_created(req, db, key);
+        s = cat_find_created(req, db, sql_by_key, key, reply_row);
         if (s != SP_ERR_NOT_FOUND) return SP_OK;
         s = SP_OK;
     }
@@ -180,7 +158,8 @@ static sp_status create_camera(spbus_req *req)
         s = spdb_query(&res, db, sql_insert, 5, params);
         if (s == SP_ERR_CONFLICT) {
             spsvc_rollback(db);
-            if (key != NULL && find_created(req, db, key) == SP_OK) return SP_OK;
+            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
+                return SP_OK;
             spbus_reply_error(req, SP_ERR_CONFLICT, "a camera of this client has this cameraCode",
                               "cameraCode", "already taken", NULL);
             return SP_OK;
@@ -205,40 +184,26 @@ static sp_status create_camera(spbus_req *req)
 static sp_status list_cameras(spbus_req *req)
 {
     const Sp__Catalog__V1__ListCamerasRequest *in = (const void *)spbus_req_input(req);
-    spsvc_principal p;
+    const char *scope = NULL;
+    spsvc_fields f;
     spsvc_page pg;
     PGresult *res = NULL;
     spdb *db = NULL;
 
-    sp_status s = spsvc_require_role_or_reply(
-        req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN | SPSVC_ROLE_SERVICE, &p);
-    if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
+    sp_status s = cat_list_or_reply(&scope, &pg, &f, req, in->has_limit, in->limit, in->cursor,
+                                    in->client_id);
     if (s == SP_OK) {
-        spsvc_fields f;
-        spsvc_fields_init(&f);
-        if (in->client_id != NULL)
-            spsvc_fields_add(&f, "clientId", spsvc_check_uuid(in->client_id));
         if (in->lot_id != NULL) spsvc_fields_add(&f, "lotId", spsvc_check_uuid(in->lot_id));
         s = spsvc_fields_or_reply(req, &f);
     }
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s != SP_OK) return SP_OK;
-    const char *params[] = {in->client_id, p.role == SPSVC_ROLE_CLIENT_ADMIN ? p.client_id : NULL,
-                            in->lot_id,    spsvc_page_after(&pg),
-                            pg.id_s,       pg.fetch_s};
+    const char *params[] = {in->client_id,         scope,   in->lot_id,
+                            spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
     s = spdb_query(&res, db, sql_list, 6, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_cameras");
-    Sp__Catalog__V1__ListCamerasReply out = SP__CATALOG__V1__LIST_CAMERAS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, C_CREATED, C_INTERNAL);
-    Sp__Catalog__V1__CameraReply **items = (Sp__Catalog__V1__CameraReply **)spsvc_items_or_reply(
-        req, &sp__catalog__v1__camera_reply__descriptor, (size_t)n);
-    if (items != NULL) {
-        for (int i = 0; i < n; i++)
-            from_row(items[i], res, i);
-        out.n_items = (size_t)n;
-        out.items = items;
-        spbus_reply(req, &out.base);
-    }
+    spsvc_reply_page(req, &pg, res, C_CREATED, C_INTERNAL,
+                     &sp__catalog__v1__list_cameras_reply__descriptor, from_row);
     PQclear(res);
     return SP_OK;
 }

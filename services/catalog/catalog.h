@@ -87,6 +87,20 @@ sp_status cat_client_exists_or_reply(spbus_req *req, const char *id);
  * 'given' names another, 403 for an operator); for a service acting for one client, that
  * client. *client points into the request. */
 sp_status cat_owner_or_reply(const char **client, spbus_req *req, const char *given);
+/* Replies the resource of row 0 of 'res'. */
+typedef sp_status (*cat_reply_fn)(spbus_req *req, PGresult *res);
+/* A creation whose idempotency key was used before: replies what it made (the row of
+ * 'sql', $1 the key) and returns SP_OK; SP_ERR_NOT_FOUND when the key is new (nothing
+ * replied). */
+sp_status cat_find_created(spbus_req *req, spdb *db, const char *sql, const char *key,
+                           cat_reply_fn reply);
+/* The start of a list of clients' rows: the caller a reader (403 / 401), the page checked,
+ * f initialised with the ?clientId= filter checked (a UUID when given): the caller adds its
+ * own filters' checks, then spsvc_fields_or_reply. *scope: the only client a client_admin
+ * or a service acting for one sees, else NULL. Replies what fails. */
+sp_status cat_list_or_reply(const char **scope, spsvc_page *pg, spsvc_fields *f, spbus_req *req,
+                            bool has_limit, int32_t limit, const char *cursor,
+                            const char *client_id);
 /* The caller must be a platform admin or a service (admin-only routes). */
 sp_status cat_require_admin_or_reply(spbus_req *req);
 /* The caller must be a user of the platform or a client, or a service (reads). */

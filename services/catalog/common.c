@@ -135,3 +135,31 @@ sp_status cat_owner_or_reply(const char **client, spbus_req *req, const char *gi
     if (s == SP_OK) *client = given;
     return s;
 }
+
+sp_status cat_find_created(spbus_req *req, spdb *db, const char *sql, const char *key,
+                           cat_reply_fn reply)
+{
+    PGresult *res = NULL;
+    const char *params[] = {key};
+    sp_status s = spdb_query(&res, db, sql, 1, params);
+    if (s != SP_OK) return spsvc_db_error_reply(req, s, "by_key");
+    s = PQntuples(res) == 1 ? reply(req, res) : SP_ERR_NOT_FOUND;
+    PQclear(res);
+    return s == SP_ERR_NOT_FOUND ? s : SP_OK;
+}
+
+sp_status cat_list_or_reply(const char **scope, spsvc_page *pg, spsvc_fields *f, spbus_req *req,
+                            bool has_limit, int32_t limit, const char *cursor,
+                            const char *client_id)
+{
+    spsvc_principal p;
+    *scope = NULL;
+    spsvc_fields_init(f);
+    sp_status s = spsvc_require_role_or_reply(
+        req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN | SPSVC_ROLE_SERVICE, &p);
+    if (s == SP_OK) s = spsvc_page_or_reply(pg, req, has_limit, limit, cursor);
+    if (s != SP_OK) return s;
+    *scope = p.client_id;
+    if (client_id != NULL) spsvc_fields_add(f, "clientId", spsvc_check_uuid(client_id));
+    return SP_OK;
+}

@@ -89,8 +89,10 @@ static const char *col(PGresult *res, int c)
     return PQgetisnull(res, 0, c) ? NULL : PQgetvalue(res, 0, c);
 }
 
-static void from_row(Sp__Catalog__V1__EstablishmentReply *e, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Catalog__V1__EstablishmentReply *e = (Sp__Catalog__V1__EstablishmentReply *)m;
+    (void)req;
     e->id = PQgetvalue(res, row, CAT_E_ID);
     e->client_id = PQgetvalue(res, row, CAT_E_CLIENT);
     e->name = PQgetvalue(res, row, CAT_E_NAME);
@@ -112,27 +114,15 @@ static void from_row(Sp__Catalog__V1__EstablishmentReply *e, PGresult *res, int 
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Catalog__V1__EstablishmentReply e = SP__CATALOG__V1__ESTABLISHMENT_REPLY__INIT;
-    from_row(&e, res, 0);
+    from_row(&e.base, res, 0, req);
     return spbus_reply(req, &e.base);
 }
 
 sp_status cat_establishment_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id,
                                      bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id))
-        return spsvc_fail(req, SP_ERR_NOT_FOUND, "establishment not found");
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_by_id_lock : sql_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "establishment");
-    s = PQntuples(*res) == 1
-            ? spsvc_scope_or_reply(req, PQgetvalue(*res, 0, CAT_E_CLIENT), "establishment")
-            : spsvc_fail(req, SP_ERR_NOT_FOUND, "establishment not found");
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_by_id_lock : sql_by_id, id, CAT_E_CLIENT,
+                              "establishment");
 }
 
 static const char *check_status(const char *s)
@@ -157,19 +147,6 @@ static const char *num_param(spbus_req *req, bool has, double v)
     return has ? sp_arena_printf(spbus_req_arena(req), "%.17g", v) : NULL;
 }
 
-/* The answer of a creation whose key was used before: that establishment. SP_OK when it
- * replied so; SP_ERR_NOT_FOUND when the key is new. */
-static sp_status find_created(spbus_req *req, spdb *db, const char *key)
-{
-    PGresult *res = NULL;
-    const char *params[] = {key};
-    sp_status s = spdb_query(&res, db, sql_by_key, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "establishment_by_key");
-    s = PQntuples(res) == 1 ? reply_row(req, res) : SP_ERR_NOT_FOUND;
-    PQclear(res);
-    return s == SP_ERR_NOT_FOUND ? s : SP_OK;
-}
-
 /* CreateEstablishment: {clientId, name, storeType?, address?, city?, state?, lat?, lng?}
  * -> the establishment, ACTIVE. Admins (and tenancy approving a request, with its id as
  * idempotency key: the same key answers the first establishment). 400 naming each bad
@@ -185,7 +162,7 @@ static sp_status create_establishment(spbus_req *req)
     sp_status s = cat_require_admin_or_reply(req);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK && key != NULL) {
-        s = find_created(req, db, key);
+        s = cat_find_created(req, db, sql_by_key, key, reply_row);
         if (s != SP_ERR_NOT_FOUND) return SP_OK;
         s = SP_OK;
     }
@@ -233,7 +210,8 @@ static sp_status create_establishment(spbus_req *req)
         if (s == SP_ERR_CONFLICT) {
             spsvc_rollback(db);
             /* the same creation, committed meanwhile, or the name */
-            if (key != NULL && find_created(req, db, key) == SP_OK) return SP_OK;
+            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
+                return SP_OK;
             spbus_reply_error(req, SP_ERR_CONFLICT, "an establishment of this client has this name",
                               "name", "already taken", NULL);
             return SP_OK;
@@ -260,20 +238,16 @@ static sp_status create_establishment(spbus_req *req)
 static sp_status list_establishments(spbus_req *req)
 {
     const Sp__Catalog__V1__ListEstablishmentsRequest *in = (const void *)spbus_req_input(req);
-    spsvc_principal p;
+    const char *scope = NULL;
+    spsvc_fields f;
     spsvc_page pg;
     PGresult *res = NULL;
     spdb *db = NULL;
 
-    sp_status s = spsvc_require_role_or_reply(
-        req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN | SPSVC_ROLE_SERVICE, &p);
-    if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
+    sp_status s = cat_list_or_reply(&scope, &pg, &f, req, in->has_limit, in->limit, in->cursor,
+                                    in->client_id);
     if (s == SP_OK) {
-        spsvc_fields f;
-        spsvc_fields_init(&f);
         spsvc_fields_add(&f, "status", check_status(in->status));
-        if (in->client_id != NULL)
-            spsvc_fields_add(&f, "clientId", spsvc_check_uuid(in->client_id));
         if (in->city != NULL)
             spsvc_fields_add(&f, "city", spsvc_check_text(in->city, CAT_CITY_MAX));
         s = spsvc_fields_or_reply(req, &f);
@@ -281,28 +255,13 @@ static sp_status list_establishments(spbus_req *req)
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s != SP_OK) return SP_OK;
 
-    const char *params[] = {in->client_id,
-                            p.role == SPSVC_ROLE_CLIENT_ADMIN ? p.client_id : NULL,
-                            in->city,
-                            in->status,
-                            spsvc_page_after(&pg),
-                            pg.id_s,
-                            pg.fetch_s};
+    const char *params[] = {in->client_id,         scope,   in->city,  in->status,
+                            spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
     s = spdb_query(&res, db, sql_list, 7, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_establishments");
 
-    Sp__Catalog__V1__ListEstablishmentsReply out = SP__CATALOG__V1__LIST_ESTABLISHMENTS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, CAT_E_CREATED, CAT_E_INTERNAL);
-    Sp__Catalog__V1__EstablishmentReply **items =
-        (Sp__Catalog__V1__EstablishmentReply **)spsvc_items_or_reply(
-            req, &sp__catalog__v1__establishment_reply__descriptor, (size_t)n);
-    if (items != NULL) {
-        for (int i = 0; i < n; i++)
-            from_row(items[i], res, i);
-        out.n_items = (size_t)n;
-        out.items = items;
-        spbus_reply(req, &out.base);
-    }
+    spsvc_reply_page(req, &pg, res, CAT_E_CREATED, CAT_E_INTERNAL,
+                     &sp__catalog__v1__list_establishments_reply__descriptor, from_row);
     PQclear(res);
     return SP_OK;
 }

@@ -42,8 +42,10 @@ static const char *sql_revoke = "UPDATE catalog.api_keys SET revoked_at = now(),
 
 static const char *sql_revoked = "SELECT key_id FROM catalog.api_keys WHERE revoked_at IS NOT NULL";
 
-static void from_row(Sp__Catalog__V1__ApiKeyReply *k, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Catalog__V1__ApiKeyReply *k = (Sp__Catalog__V1__ApiKeyReply *)m;
+    (void)req;
     k->id = PQgetvalue(res, row, K_ID);
     k->key_id = PQgetvalue(res, row, K_KEY_ID);
     k->name = PQgetvalue(res, row, K_NAME);
@@ -131,37 +133,22 @@ static sp_status create_api_key(spbus_req *req)
 static sp_status list_api_keys(spbus_req *req)
 {
     const Sp__Catalog__V1__ListApiKeysRequest *in = (const void *)spbus_req_input(req);
-    spsvc_principal p;
+    const char *scope = NULL;
+    spsvc_fields f;
     spsvc_page pg;
     PGresult *res = NULL;
     spdb *db = NULL;
 
-    sp_status s = spsvc_require_role_or_reply(
-        req, SPSVC_ROLE_ADMIN | SPSVC_ROLE_CLIENT_ADMIN | SPSVC_ROLE_SERVICE, &p);
-    if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
-    if (s == SP_OK && in->client_id != NULL) {
-        spsvc_fields f;
-        spsvc_fields_init(&f);
-        spsvc_fields_add(&f, "clientId", spsvc_check_uuid(in->client_id));
-        s = spsvc_fields_or_reply(req, &f);
-    }
+    sp_status s = cat_list_or_reply(&scope, &pg, &f, req, in->has_limit, in->limit, in->cursor,
+                                    in->client_id);
+    if (s == SP_OK) s = spsvc_fields_or_reply(req, &f);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s != SP_OK) return SP_OK;
-    const char *params[] = {in->client_id, p.role == SPSVC_ROLE_CLIENT_ADMIN ? p.client_id : NULL,
-                            spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
+    const char *params[] = {in->client_id, scope, spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
     s = spdb_query(&res, db, sql_list, 5, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_api_keys");
-    Sp__Catalog__V1__ListApiKeysReply out = SP__CATALOG__V1__LIST_API_KEYS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, K_CREATED, K_INTERNAL);
-    Sp__Catalog__V1__ApiKeyReply **items = (Sp__Catalog__V1__ApiKeyReply **)spsvc_items_or_reply(
-        req, &sp__catalog__v1__api_key_reply__descriptor, (size_t)n);
-    if (items != NULL) {
-        for (int i = 0; i < n; i++)
-            from_row(items[i], res, i);
-        out.n_items = (size_t)n;
-        out.items = items;
-        spbus_reply(req, &out.base);
-    }
+    spsvc_reply_page(req, &pg, res, K_CREATED, K_INTERNAL,
+                     &sp__catalog__v1__list_api_keys_reply__descriptor, from_row);
     PQclear(res);
     return SP_OK;
 }
@@ -177,18 +164,9 @@ static sp_status revoke_api_key(spbus_req *req)
     bool newly = false;
 
     sp_status s = cat_require_reader_or_reply(req);
-    if (s == SP_OK && (in->id == NULL || !spcrypto_uuid_valid(in->id)))
-        s = spsvc_fail(req, SP_ERR_NOT_FOUND, "api key not found");
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK) s = spsvc_begin_or_reply(req, db);
-    if (s == SP_OK) {
-        const char *params[] = {in->id};
-        s = spdb_query(&res, db, sql_by_id, 1, params);
-        if (s != SP_OK) spsvc_db_error_reply(req, s, "api_key");
-    }
-    if (s == SP_OK)
-        s = PQntuples(res) == 1 ? spsvc_scope_or_reply(req, PQgetvalue(res, 0, K_CLIENT), "api key")
-                                : spsvc_fail(req, SP_ERR_NOT_FOUND, "api key not found");
+    if (s == SP_OK) s = spsvc_row_or_reply(&res, req, db, sql_by_id, in->id, K_CLIENT, "api key");
     if (s == SP_OK) s = spsvc_require_writer_or_reply(req);
     if (s == SP_OK) {
         redisReply *rr = NULL;

@@ -14,6 +14,14 @@
 
 enum { L_AT, L_ID, L_CODE, L_NAME };
 
+static void fill(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
+{
+    Sp__Catalog__V1__Lookup *l = (Sp__Catalog__V1__Lookup *)m;
+    (void)req;
+    l->code = PQgetvalue(res, row, L_CODE);
+    l->name = PQgetvalue(res, row, L_NAME);
+}
+
 static sp_status list_lookups(spbus_req *req, const char *sql, const char *what, bool has_limit,
                               int32_t limit, const char *cursor)
 {
@@ -27,21 +35,8 @@ static sp_status list_lookups(spbus_req *req, const char *sql, const char *what,
     s = spdb_query(&res, db, sql, 3, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, what);
 
-    Sp__Catalog__V1__ListLookupsReply out = SP__CATALOG__V1__LIST_LOOKUPS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, L_AT, L_ID);
-    Sp__Catalog__V1__Lookup **items = (Sp__Catalog__V1__Lookup **)spsvc_items_or_reply(
-        req, &sp__catalog__v1__lookup__descriptor, (size_t)n);
-    for (int i = 0; items != NULL && i < n; i++) {
-        items[i]->code = PQgetvalue(res, i, L_CODE);
-        items[i]->name = PQgetvalue(res, i, L_NAME);
-    }
-    if (items == NULL) {
-        PQclear(res);
-        return SP_OK;
-    }
-    out.n_items = (size_t)n;
-    out.items = items;
-    spbus_reply(req, &out.base);
+    spsvc_reply_page(req, &pg, res, L_AT, L_ID, &sp__catalog__v1__list_lookups_reply__descriptor,
+                     fill);
     PQclear(res);
     return SP_OK;
 }

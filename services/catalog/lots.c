@@ -52,8 +52,10 @@ static const char *sql_delete_slots =
     "UPDATE catalog.slots SET deleted_at = now(), updated_at = now()"
     " WHERE lot_id = $1::bigint AND deleted_at IS NULL";
 
-static void from_row(Sp__Catalog__V1__LotReply *l, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Catalog__V1__LotReply *l = (Sp__Catalog__V1__LotReply *)m;
+    (void)req;
     l->id = PQgetvalue(res, row, CAT_L_ID);
     l->establishment_id = PQgetvalue(res, row, CAT_L_ESTABLISHMENT);
     l->client_id = PQgetvalue(res, row, CAT_L_CLIENT);
@@ -71,7 +73,7 @@ static void from_row(Sp__Catalog__V1__LotReply *l, PGresult *res, int row)
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Catalog__V1__LotReply l = SP__CATALOG__V1__LOT_REPLY__INIT;
-    from_row(&l, res, 0);
+    from_row(&l.base, res, 0, req);
     return spbus_reply(req, &l.base);
 }
 
@@ -86,19 +88,8 @@ static sp_status reply_by_internal(PGresult **res, spbus_req *req, spdb *db, con
 
 sp_status cat_lot_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id, bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id))
-        return spsvc_fail(req, SP_ERR_NOT_FOUND, "lot not found");
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_by_id_lock : sql_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "lot");
-    s = PQntuples(*res) == 1 ? spsvc_scope_or_reply(req, PQgetvalue(*res, 0, CAT_L_CLIENT), "lot")
-                             : spsvc_fail(req, SP_ERR_NOT_FOUND, "lot not found");
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_by_id_lock : sql_by_id, id, CAT_L_CLIENT,
+                              "lot");
 }
 
 static const char *check_range(bool has, int32_t v, int32_t max)
@@ -110,19 +101,6 @@ static const char *check_range(bool has, int32_t v, int32_t max)
 static const char *int_param(spbus_req *req, bool has, int32_t v)
 {
     return has ? sp_arena_printf(spbus_req_arena(req), "%d", (int)v) : NULL;
-}
-
-/* A creation whose key was used before: replies that lot (SP_OK); SP_ERR_NOT_FOUND when
- * the key is new. */
-static sp_status find_created(spbus_req *req, spdb *db, const char *key)
-{
-    PGresult *res = NULL;
-    const char *params[] = {key};
-    sp_status s = spdb_query(&res, db, sql_by_key, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "lot_by_key");
-    s = PQntuples(res) == 1 ? reply_row(req, res) : SP_ERR_NOT_FOUND;
-    PQclear(res);
-    return s == SP_ERR_NOT_FOUND ? s : SP_OK;
 }
 
 /* CreateLot: {lotCode, name?, debounceMs?, unknownAfterS?, slots?} in establishment {id}
@@ -140,7 +118,7 @@ static sp_status create_lot(spbus_req *req)
     sp_status s = cat_require_admin_or_reply(req);
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK && key != NULL) {
-        s = find_created(req, db, key);
+        s = cat_find_created(req, db, sql_by_key, key, reply_row);
         if (s != SP_ERR_NOT_FOUND) return SP_OK;
         s = SP_OK;
     }
@@ -178,7 +156,8 @@ static sp_status create_lot(spbus_req *req)
         if (s == SP_ERR_CONFLICT) {
             spsvc_rollback(db);
             PQclear(est);
-            if (key != NULL && find_created(req, db, key) == SP_OK) return SP_OK;
+            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
+                return SP_OK;
             spbus_reply_error(req, SP_ERR_CONFLICT, "a lot of this client has this lotCode",
                               "lotCode", "already taken", NULL);
             return SP_OK;
@@ -223,17 +202,8 @@ static sp_status list_lots(spbus_req *req)
         if (s != SP_OK) spsvc_db_error_reply(req, s, "list_lots");
     }
     if (s == SP_OK) {
-        Sp__Catalog__V1__ListLotsReply out = SP__CATALOG__V1__LIST_LOTS_REPLY__INIT;
-        int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, CAT_L_CREATED, CAT_L_INTERNAL);
-        Sp__Catalog__V1__LotReply **items = (Sp__Catalog__V1__LotReply **)spsvc_items_or_reply(
-            req, &sp__catalog__v1__lot_reply__descriptor, (size_t)n);
-        if (items != NULL) {
-            for (int i = 0; i < n; i++)
-                from_row(items[i], res, i);
-            out.n_items = (size_t)n;
-            out.items = items;
-            spbus_reply(req, &out.base);
-        }
+        spsvc_reply_page(req, &pg, res, CAT_L_CREATED, CAT_L_INTERNAL,
+                         &sp__catalog__v1__list_lots_reply__descriptor, from_row);
     }
     PQclear(est);
     PQclear(res);

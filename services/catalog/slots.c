@@ -64,8 +64,10 @@ static const char *sql_update =
 static const char *sql_delete = "UPDATE catalog.slots SET deleted_at = now(), updated_at = now()"
                                 " WHERE id = $1::bigint";
 
-static void from_row(Sp__Catalog__V1__SlotReply *s, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Catalog__V1__SlotReply *s = (Sp__Catalog__V1__SlotReply *)m;
+    (void)req;
     s->id = PQgetvalue(res, row, S_ID);
     s->lot_id = PQgetvalue(res, row, S_LOT);
     s->slot_code = PQgetvalue(res, row, S_CODE);
@@ -82,7 +84,7 @@ static void from_row(Sp__Catalog__V1__SlotReply *s, PGresult *res, int row)
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Catalog__V1__SlotReply s = SP__CATALOG__V1__SLOT_REPLY__INIT;
-    from_row(&s, res, 0);
+    from_row(&s.base, res, 0, req);
     return spbus_reply(req, &s.base);
 }
 
@@ -92,25 +94,14 @@ static Sp__Catalog__V1__SlotReply **items_of(spbus_req *req, PGresult *res, int 
     Sp__Catalog__V1__SlotReply **items = (Sp__Catalog__V1__SlotReply **)spsvc_items_or_reply(
         req, &sp__catalog__v1__slot_reply__descriptor, (size_t)n);
     for (int i = 0; items != NULL && i < n; i++)
-        from_row(items[i], res, i);
+        from_row(&items[i]->base, res, i, req);
     return items;
 }
 
 static sp_status slot_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id, bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id))
-        return spsvc_fail(req, SP_ERR_NOT_FOUND, "slot not found");
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_by_id_lock : sql_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "slot");
-    s = PQntuples(*res) == 1 ? spsvc_scope_or_reply(req, PQgetvalue(*res, 0, S_CLIENT), "slot")
-                             : spsvc_fail(req, SP_ERR_NOT_FOUND, "slot not found");
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_by_id_lock : sql_by_id, id, S_CLIENT,
+                              "slot");
 }
 
 /* Records 'reason' (when not NULL) at "<prefix>[i].<field>", or "<field>" when prefix is
@@ -278,7 +269,7 @@ static sp_status create_slots(spbus_req *req)
         Sp__Catalog__V1__SlotReply one_slot = SP__CATALOG__V1__SLOT_REPLY__INIT;
         Sp__Catalog__V1__SlotItems batch = SP__CATALOG__V1__SLOT_ITEMS__INIT;
         if (one) {
-            from_row(&one_slot, res, 0);
+            from_row(&one_slot.base, res, 0, req);
             out.result_case = SP__CATALOG__V1__CREATE_SLOTS_REPLY__RESULT_SLOT_INLINE;
             out.slot_inline = &one_slot;
         } else {
@@ -313,11 +304,8 @@ static sp_status list_slots(spbus_req *req)
         if (s != SP_OK) spsvc_db_error_reply(req, s, "list_slots");
     }
     if (s == SP_OK) {
-        Sp__Catalog__V1__ListSlotsReply out = SP__CATALOG__V1__LIST_SLOTS_REPLY__INIT;
-        int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, S_CREATED, S_INTERNAL);
-        out.items = items_of(req, res, n);
-        out.n_items = (size_t)n;
-        if (out.items != NULL) spbus_reply(req, &out.base);
+        spsvc_reply_page(req, &pg, res, S_CREATED, S_INTERNAL,
+                         &sp__catalog__v1__list_slots_reply__descriptor, from_row);
     }
     PQclear(lot);
     PQclear(res);

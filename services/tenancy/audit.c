@@ -152,8 +152,10 @@ static char *col(PGresult *res, int row, int c)
 }
 
 /* Fills entry i of the page from row i. */
-static void entry_from_row(sp_arena *a, Sp__Tenancy__V1__AuditEntry *e, PGresult *res, int i)
+static void entry_from_row(ProtobufCMessage *m, PGresult *res, int i, spbus_req *req)
 {
+    Sp__Tenancy__V1__AuditEntry *e = (Sp__Tenancy__V1__AuditEntry *)m;
+    sp_arena *a = spbus_req_arena(req);
     Sp__Tenancy__V1__AuditActor *actor = sp_arena_alloc(a, sizeof(*actor));
     Sp__Tenancy__V1__AuditTarget *target = sp_arena_alloc(a, sizeof(*target));
     sp__tenancy__v1__audit_entry__init(e);
@@ -224,20 +226,8 @@ static sp_status list_audit(spbus_req *req)
     s = spdb_query(&res, db, sql_list, 7, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_audit");
 
-    Sp__Tenancy__V1__ListAuditReply out = SP__TENANCY__V1__LIST_AUDIT_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, 1, 11);
-    sp_arena *a = spbus_req_arena(req);
-    Sp__Tenancy__V1__AuditEntry **items = (Sp__Tenancy__V1__AuditEntry **)spsvc_items_or_reply(
-        req, &sp__tenancy__v1__audit_entry__descriptor, (size_t)n);
-    if (items == NULL) {
-        PQclear(res);
-        return SP_OK;
-    }
-    for (int i = 0; i < n; i++)
-        entry_from_row(a, items[i], res, i);
-    out.n_items = (size_t)n;
-    out.items = items;
-    spbus_reply(req, &out.base);
+    spsvc_reply_page(req, &pg, res, 1, 11, &sp__tenancy__v1__list_audit_reply__descriptor,
+                     entry_from_row);
     PQclear(res);
     return SP_OK;
 }

@@ -79,26 +79,14 @@ void ten_client_from_row(Sp__Tenancy__V1__Client *c, PGresult *res, int row)
 
 sp_status ten_client_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id, bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id)) {
-        spbus_reply_error(req, SP_ERR_NOT_FOUND, "client not found", NULL);
-        return SP_ERR_NOT_FOUND;
-    }
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_client_by_id_lock : sql_client_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "client");
-    /* another tenant's client answers exactly like a missing one */
-    s = PQntuples(*res) == 1 ? spsvc_scope_or_reply(req, id, "client")
-                             : spsvc_scope_or_reply(req, NULL, "client");
-    if (s == SP_OK && PQntuples(*res) != 1) {
-        spbus_reply_error(req, SP_ERR_NOT_FOUND, "client not found", NULL);
-        s = SP_ERR_NOT_FOUND;
-    }
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_client_by_id_lock : sql_client_by_id, id,
+                              TEN_C_ID, "client");
+}
+
+static void fill_client(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
+{
+    (void)req;
+    ten_client_from_row((Sp__Tenancy__V1__Client *)m, res, row);
 }
 
 /* Replies the client of row 0 of 'res'. */
@@ -275,19 +263,8 @@ static sp_status list_clients(spbus_req *req)
     s = spdb_query(&res, db, sql_list_clients, 5, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_clients");
 
-    Sp__Tenancy__V1__ListClientsReply out = SP__TENANCY__V1__LIST_CLIENTS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, TEN_C_CREATED, TEN_C_INTERNAL);
-    Sp__Tenancy__V1__Client **items = (Sp__Tenancy__V1__Client **)spsvc_items_or_reply(
-        req, &sp__tenancy__v1__client__descriptor, (size_t)n);
-    if (items == NULL) {
-        PQclear(res);
-        return SP_OK;
-    }
-    for (int i = 0; i < n; i++)
-        ten_client_from_row(items[i], res, i);
-    out.n_items = (size_t)n;
-    out.items = items;
-    spbus_reply(req, &out.base);
+    spsvc_reply_page(req, &pg, res, TEN_C_CREATED, TEN_C_INTERNAL,
+                     &sp__tenancy__v1__list_clients_reply__descriptor, fill_client);
     PQclear(res);
     return SP_OK;
 }
@@ -350,7 +327,10 @@ static sp_status update_client(spbus_req *req)
     }
     if (s == SP_OK) s = spsvc_commit_or_reply(req, db);
     spsvc_rollback(db);
-    if (s == SP_OK) reply_client(req, up);
+    if (s == SP_OK) {
+        spsvc_changed(req, in->id, "client", in->id, "updated", NULL);
+        reply_client(req, up);
+    }
     PQclear(res);
     PQclear(up);
     return SP_OK;
@@ -404,6 +384,7 @@ static sp_status change_status(spbus_req *req, const char *id, const char *from,
         }
     }
     if (s == SP_OK) {
+        spsvc_changed(req, id, "client", id, "status", NULL);
         sp_log_info(spbus_req_id(req), "client_status", "clientId", id, "status", to);
         reply_client(req, up != NULL ? up : res);
     }

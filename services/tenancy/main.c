@@ -1,6 +1,6 @@
 /* main.c -- the tenancy service: clients, members, requests and the audit log on the
- * service kit (libs/spsvc); the routes of clients.c, members.c, requests.c and audit.c, the sync task that brings
- * auth in line (sync.c) and the SP_AUDIT consumer. */
+ * service kit (libs/spsvc); the routes of clients.c, members.c, requests.c and audit.c, the sync
+ * task that brings auth in line (sync.c) and the SP_AUDIT consumer. */
 #include "tenancy.h"
 
 static ten_svc g_ten;

@@ -94,8 +94,10 @@ static const char *col(PGresult *res, int c)
     return PQgetisnull(res, 0, c) ? NULL : PQgetvalue(res, 0, c);
 }
 
-static void from_row(Sp__Tenancy__V1__RequestReply *r, PGresult *res, int row)
+static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req)
 {
+    Sp__Tenancy__V1__RequestReply *r = (Sp__Tenancy__V1__RequestReply *)m;
+    (void)req;
 #define COL(c) (PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c))
     r->id = COL(R_ID);
     r->client_id = COL(R_CLIENT);
@@ -117,7 +119,7 @@ static void from_row(Sp__Tenancy__V1__RequestReply *r, PGresult *res, int row)
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Tenancy__V1__RequestReply r = SP__TENANCY__V1__REQUEST_REPLY__INIT;
-    from_row(&r, res, 0);
+    from_row(&r.base, res, 0, req);
     return spbus_reply(req, &r.base);
 }
 
@@ -290,17 +292,8 @@ static sp_status list_requests(spbus_req *req)
                             pg.fetch_s};
     s = spdb_query(&res, db, sql_list, 6, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_requests");
-    Sp__Tenancy__V1__ListRequestsReply out = SP__TENANCY__V1__LIST_REQUESTS_REPLY__INIT;
-    int n = spsvc_page_rows(&out.next_cursor, req, &pg, res, R_CREATED, R_INTERNAL);
-    Sp__Tenancy__V1__RequestReply **items = (Sp__Tenancy__V1__RequestReply **)spsvc_items_or_reply(
-        req, &sp__tenancy__v1__request_reply__descriptor, (size_t)n);
-    if (items != NULL) {
-        for (int i = 0; i < n; i++)
-            from_row(items[i], res, i);
-        out.n_items = (size_t)n;
-        out.items = items;
-        spbus_reply(req, &out.base);
-    }
+    spsvc_reply_page(req, &pg, res, R_CREATED, R_INTERNAL,
+                     &sp__tenancy__v1__list_requests_reply__descriptor, from_row);
     PQclear(res);
     return SP_OK;
 }
@@ -309,19 +302,8 @@ static sp_status list_requests(spbus_req *req)
 static sp_status request_or_reply(PGresult **res, spbus_req *req, spdb *db, const char *id,
                                   bool lock)
 {
-    *res = NULL;
-    if (id == NULL || !spcrypto_uuid_valid(id))
-        return spsvc_fail(req, SP_ERR_NOT_FOUND, "request not found");
-    const char *params[] = {id};
-    sp_status s = spdb_query(res, db, lock ? sql_by_id_lock : sql_by_id, 1, params);
-    if (s != SP_OK) return spsvc_db_error_reply(req, s, "request");
-    s = PQntuples(*res) == 1 ? spsvc_scope_or_reply(req, col(*res, R_CLIENT), "request")
-                             : spsvc_fail(req, SP_ERR_NOT_FOUND, "request not found");
-    if (s != SP_OK) {
-        PQclear(*res);
-        *res = NULL;
-    }
-    return s;
+    return spsvc_row_or_reply(res, req, db, lock ? sql_by_id_lock : sql_by_id, id, R_CLIENT,
+                              "request");
 }
 
 static sp_status get_request(spbus_req *req)

@@ -812,6 +812,22 @@ START_TEST(changes_are_published_on_the_bus)
         sp__v1__changed__free_unpacked(c, NULL);
         natsMsg_Destroy(m);
     }
+    /* a client's status comes from tenancy's changes */
+    natsSubscription *tsub = NULL;
+    snprintf(subject, sizeof(subject), "sp.tenancy.changed.%s.client", A.id);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&tsub, nc, subject), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
+    must_action(A.id, "suspend", "SUSPENDED");
+    natsMsg *tm = NULL;
+    ck_assert_int_eq(natsSubscription_NextMsg(&tm, tsub, 5000), NATS_OK);
+    Sp__V1__Changed *tc = sp__v1__changed__unpack(NULL, (size_t)natsMsg_GetDataLength(tm),
+                                                  (const uint8_t *)natsMsg_GetData(tm));
+    ck_assert_ptr_nonnull(tc);
+    ck_assert_str_eq(tc->id, A.id);
+    ck_assert_str_eq(tc->what, "status");
+    sp__v1__changed__free_unpacked(tc, NULL);
+    natsMsg_Destroy(tm);
+    natsSubscription_Destroy(tsub);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
     natsOptions_Destroy(o);

@@ -136,8 +136,9 @@ FIXTURE void unique_name(char *buf, size_t len, const char *tag)
 
 /* ---- accounts ------------------------------------------------------------------------------ */
 
-/* Runs `spctl create-admin` with the stack's database; 0 on success. */
-FIXTURE int spctl_create_admin(const char *email, const char *password)
+/* Runs build/spctl with 'args' (NULL-ended, after the program) and the stack's URLs, as
+ * the NATS user spctl; its exit status, -1 when it could not run. */
+FIXTURE int run_spctl(const char *const *args)
 {
     char exe[PATH_MAX], bin[PATH_MAX + 16];
     /* the build directory: this test is <build>/tests/it_<name> */
@@ -153,15 +154,27 @@ FIXTURE int spctl_create_admin(const char *email, const char *password)
     setenv("SP_DATABASE_URL", E->db_url, 1);
     setenv("SP_NATS_URL", E->nats_url, 1);
     setenv("SP_REDIS_URL", E->redis_url, 1);
-    setenv("SP_ADMIN_PASSWORD", password, 1);
-    char *argv[] = {bin,      "create-admin",   "--email", (char *)email,
-                    "--name", "Platform Admin", NULL};
+    setenv("SP_NATS_USER", "spctl", 1);
+    const char *pw = sptest_secret(E, "SP_NATS_SPCTL_PASSWORD");
+    if (pw != NULL) setenv("SP_NATS_PASSWORD", pw, 1);
+    char *argv[16] = {bin};
+    for (int i = 0; args[i] != NULL && i < 14; i++)
+        argv[i + 1] = (char *)args[i];
     pid_t pid;
     int st = 0;
     if (posix_spawn(&pid, bin, NULL, NULL, argv, environ) != 0) return -1;
     if (waitpid(pid, &st, 0) != pid) return -1;
-    unsetenv("SP_ADMIN_PASSWORD");
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs `spctl create-admin` with the stack's database; 0 on success. */
+FIXTURE int spctl_create_admin(const char *email, const char *password)
+{
+    setenv("SP_ADMIN_PASSWORD", password, 1);
+    const char *const args[] = {"create-admin", "--email", email, "--name", "Platform Admin", NULL};
+    int st = run_spctl(args);
+    unsetenv("SP_ADMIN_PASSWORD");
+    return st;
 }
 
 typedef struct {

@@ -332,6 +332,73 @@ START_TEST(approval_survives_catalog_killed_between_commit_and_answer)
 }
 END_TEST
 
+/* Reads KEY=VALUE lines of 'path' into a JSON object (caller deletes). */
+static cJSON *read_env_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    cJSON *o = cJSON_CreateObject();
+    char line[512];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (line[0] == '#' || eq == NULL) continue;
+        *eq = '\0';
+        cJSON_AddStringToObject(o, line, eq + 1);
+    }
+    fclose(f);
+    return o;
+}
+
+/* spctl demo-seed: the demo client ACTIVE, Demo Mall in São Paulo, lot P1 with 40 slots,
+ * camera CAM-DEMO-01 assigned to it with a working key; seeding again makes no second
+ * copy (same ids) and gives the camera a new key. */
+START_TEST(demo_seed_makes_the_demo_once)
+{
+    char path[600], p2[600];
+    snprintf(path, sizeof(path), "%s/demo-1.env", E->dir);
+    snprintf(p2, sizeof(p2), "%s/demo-2.env", E->dir);
+    const char *const first[] = {"demo-seed", "--out", path, NULL};
+    const char *const second[] = {"demo-seed", "--out", p2, NULL};
+    ck_assert_int_eq(run_spctl(first), 0);
+    ck_assert_int_eq(run_spctl(second), 0);
+    cJSON *a = read_env_file(path), *b = read_env_file(p2);
+    const char *same[] = {"SP_DEMO_CLIENT_ID", "SP_DEMO_ESTABLISHMENT_ID", "SP_DEMO_LOT_ID",
+                          "SP_DEMO_CAMERA_ID"};
+    for (size_t k = 0; k < 4; k++)
+        ck_assert_str_eq(item_str(a, same[k]), item_str(b, same[k]));
+    ck_assert_str_ne(item_str(a, "SP_DEMO_API_KEY"), item_str(b, "SP_DEMO_API_KEY"));
+    char url[256];
+    snprintf(url, sizeof(url), "/v1/clients/%s", item_str(b, "SP_DEMO_CLIENT_ID"));
+    sptest_resp *r = MUST("GET", url, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "name"), "Demo Parking");
+    ck_assert_str_eq(sptest_jstr(r, "status"), "ACTIVE");
+    sptest_resp_free(r);
+    snprintf(url, sizeof(url), "/v1/establishments/%s", item_str(b, "SP_DEMO_ESTABLISHMENT_ID"));
+    r = MUST("GET", url, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "name"), "Demo Mall");
+    ck_assert_str_eq(sptest_jstr(r, "city"), "São Paulo");
+    sptest_resp_free(r);
+    snprintf(url, sizeof(url), "/v1/lots/%s", item_str(b, "SP_DEMO_LOT_ID"));
+    r = MUST("GET", url, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "lotCode"), "P1");
+    ck_assert_int_eq(cJSON_GetObjectItemCaseSensitive(r->json, "slotCount")->valueint, 40);
+    sptest_resp_free(r);
+    snprintf(url, sizeof(url), "/v1/cameras/%s", item_str(b, "SP_DEMO_CAMERA_ID"));
+    r = MUST("GET", url, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "cameraCode"), "CAM-DEMO-01");
+    ck_assert_str_eq(sptest_jstr(r, "lotId"), item_str(b, "SP_DEMO_LOT_ID"));
+    ck_assert_str_eq(sptest_jstr(r, "apiKeyId"), item_str(b, "SP_DEMO_API_KEY_ID"));
+    sptest_resp_free(r);
+    snprintf(url, sizeof(url), "/v1/establishments?clientId=%s", item_str(b, "SP_DEMO_CLIENT_ID"));
+    r = MUST("GET", url, ADMIN, NULL, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r->json, "items")), 1);
+    sptest_resp_free(r);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+END_TEST
+
 static Suite *tenancy_requests_suite(void)
 {
     Suite *s = suite_create("tenancy_requests");
@@ -344,6 +411,7 @@ static Suite *tenancy_requests_suite(void)
     tcase_add_test(tc, a_hardware_request_makes_the_camera);
     tcase_add_loop_test(tc, request_routes_by_role_and_tenant, 0,
                         (int)(sizeof(matrix) / sizeof(matrix[0])));
+    tcase_add_test(tc, demo_seed_makes_the_demo_once);
     tcase_add_test(tc, approval_survives_catalog_killed_between_commit_and_answer);
     suite_add_tcase(s, tc);
     return s;

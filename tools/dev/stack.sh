@@ -244,7 +244,7 @@ ALL_PASSWORDS=(SP_NATS_GATEWAY_PASSWORD SP_NATS_AUTH_PASSWORD SP_NATS_TENANCY_PA
                SP_NATS_CATALOG_PASSWORD SP_NATS_INGEST_PASSWORD SP_NATS_PROJECTION_PASSWORD
                SP_NATS_SPCTL_PASSWORD SP_PG_PASSWORD SP_PG_AUTH_PASSWORD SP_PG_TENANCY_PASSWORD
                SP_PG_CATALOG_PASSWORD SP_PG_INGEST_PASSWORD SP_PG_PROJECTION_PASSWORD
-               SP_REDIS_PASSWORD SP_ADMIN_PASSWORD PGPASSWORD)
+               SP_REDIS_PASSWORD SP_ADMIN_PASSWORD PGPASSWORD SP_JWT_SECRET SP_MASTER_KEY)
 STARTED=()
 for svc in "${SERVICES[@]}"; do
   if [ ! -x "$BUILD/$svc" ]; then
@@ -261,6 +261,12 @@ for svc in "${SERVICES[@]}"; do
   extra=()
   # behind nginx, which passes the client's address in X-Forwarded-For
   [ "$svc" = gateway ] && extra+=("SP_HTTP_ADDR=127.0.0.1:$GATEWAY_PORT" "SP_TRUSTED_PROXIES=127.0.0.1")
+  # the keys only to the processes that use them: tokens (auth signs, the gateway checks),
+  # the API keys' sealed secrets (catalog seals, ingest opens)
+  case $svc in
+    auth | gateway) extra+=("SP_JWT_SECRET=$SP_JWT_SECRET") ;;
+    catalog | ingest) extra+=("SP_MASTER_KEY=$SP_MASTER_KEY") ;;
+  esac
   pg_var=SP_PG_${SVC}_PASSWORD
   if [ -n "${!pg_var:-}" ]; then
     extra+=("SP_DATABASE_URL=postgresql://sp_$svc:${!pg_var}@127.0.0.1:$PG_PORT/smartpark")
@@ -306,6 +312,20 @@ if [ -x "$BUILD/gateway" ]; then
   done
 fi
 
+# ---- demo data (api.md, "Local stack defaults"), once, unless SP_DEMO=0 -----------------------------
+DEMO_FILE=$VAR/demo.env
+demo_line=""
+if [ "${SP_DEMO:-1}" != 0 ] && [[ " ${STARTED[*]} " == *" catalog "* ]] && [[ " ${STARTED[*]} " == *" tenancy "* ]]; then
+  if [ ! -s "$DEMO_FILE" ]; then
+    say "seeding the demo data (SP_DEMO=0 skips it)"
+    SP_NATS_URL="$NATS_URL" SP_NATS_USER=spctl SP_NATS_PASSWORD=$SP_NATS_SPCTL_PASSWORD \
+      "$SPCTL" demo-seed --out "$DEMO_FILE" || die "the demo seed failed"
+  fi
+  # shellcheck disable=SC1090
+  demo_line=$(. "$DEMO_FILE" && printf '  demo         lot %s (Demo Mall, P1, 40 slots), client %s\n               camera CAM-DEMO-01, X-API-Key %s' \
+    "$SP_DEMO_LOT_ID" "$SP_DEMO_CLIENT_ID" "$SP_DEMO_API_KEY")
+fi
+
 # ---- summary -----------------------------------------------------------------------------------
 sub_user=${SP_NATS_SUBSCRIBER_USER:-subscriber}
 cam_user=${SP_NATS_CAMERA_USER:-camera}
@@ -331,8 +351,9 @@ SmartPark is running (Ctrl-C stops everything)
   admin        $ADMIN_EMAIL / $(pw_note SP_ADMIN_PASSWORD admin-change-me)   (set on first start)
   secrets      $VAR/secrets.env
   logs         $LOG/
-
 EOF
+[ -n "$demo_line" ] && printf '%s\n' "$demo_line"
+echo
 
 # ---- wait: Ctrl-C / SIGTERM runs the trap; a process that dies stops the stack -------------------
 while true; do

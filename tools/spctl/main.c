@@ -17,6 +17,9 @@ static const spctl_cmd cmds[] = {
     {"migrate", spctl_migrate, "apply database migrations and create the JetStream streams"},
     {"create-admin", spctl_create_admin, "create the first platform admin"},
     {"create-client", spctl_create_client, "create a client (tenant) with its first manager"},
+    {"create-api-key", spctl_create_api_key, "create an API key of a client (printed once)"},
+    {"create-camera", spctl_create_camera, "create a camera of a client, bound to a key"},
+    {"demo-seed", spctl_demo_seed, "seed the demo client, site, lot, camera and key"},
 };
 
 static void usage(FILE *f)

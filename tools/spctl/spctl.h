@@ -19,6 +19,9 @@ sp_status spctl_edge_config(int argc, char **argv);
 sp_status spctl_migrate(int argc, char **argv);
 sp_status spctl_create_admin(int argc, char **argv);
 sp_status spctl_create_client(int argc, char **argv);
+sp_status spctl_create_api_key(int argc, char **argv);
+sp_status spctl_create_camera(int argc, char **argv);
+sp_status spctl_demo_seed(int argc, char **argv);
 
 /* Creates or updates the JetStream streams of bus.md (streams.c); prints a line per
  * stream it created. user/password may be NULL. */
@@ -46,6 +49,25 @@ typedef struct spdb spdb;
 /* spdb_connect without statement and lock timeouts (migrations, advisory locks), with the
  * reason of a failure (libpq's first line) in the printed error. */
 sp_status spctl_db_connect(spdb **out, const char *url, const char *cmd);
+
+/* ---- the bus (bus.c) -------------------------------------------------------------------- */
+
+struct spbus;
+struct ProtobufCMessage;
+struct ProtobufCMessageDescriptor;
+struct Sp__V1__Error;
+
+/* Connects to NATS as the operator (SP_NATS_URL, SP_NATS_USER default spctl,
+ * SP_NATS_PASSWORD) and waits up to 5 s for the connection; prints the failure as 'cmd'. */
+sp_status spctl_bus_connect(struct spbus **out, const char *cmd);
+/* Calls sp.<api>.v1.<method> as the operator (ctx.role "service", request id 'rid',
+ * idempotency key 'key' when not NULL). On failure prints the callee's error (its fields
+ * too) as 'cmd' and returns its status. */
+sp_status spctl_call(struct ProtobufCMessage **out, struct spbus *bus, const char *cmd,
+                     const char *rid, const char *api, const char *method,
+                     const struct ProtobufCMessage *in,
+                     const struct ProtobufCMessageDescriptor *reply_desc, const char *key,
+                     sp_arena *a);
 
 /* getenv, with NULL for an unset or empty variable. */
 const char *spctl_env(const char *name);
