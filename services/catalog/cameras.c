@@ -157,11 +157,8 @@ static sp_status create_camera(spbus_req *req)
         const char *params[] = {client, in->camera_code, key_row, lot_row, key};
         s = spdb_query(&res, db, sql_insert, 5, params);
         if (s == SP_ERR_CONFLICT) {
-            spsvc_rollback(db);
-            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
-                return SP_OK;
-            spbus_reply_error(req, SP_ERR_CONFLICT, "a camera of this client has this cameraCode",
-                              "cameraCode", "already taken", NULL);
+            cat_conflict_reply(req, db, sql_by_key, key, reply_row,
+                               "a camera of this client has this cameraCode", "cameraCode");
             return SP_OK;
         }
         if (s != SP_OK) spsvc_db_error_reply(req, s, "insert_camera");

@@ -101,6 +101,11 @@ sp_status cat_find_created(spbus_req *req, spdb *db, const char *sql, const char
 sp_status cat_list_or_reply(const char **scope, spsvc_page *pg, spsvc_fields *f, spbus_req *req,
                             bool has_limit, int32_t limit, const char *cursor,
                             const char *client_id);
+/* After an INSERT answered SP_ERR_CONFLICT (the transaction is rolled back here): the
+ * same creation committed meanwhile (its idempotency key 'key', found by 'sql') answers
+ * what it made; otherwise 409 conflict 'message' naming 'field' "already taken". */
+void cat_conflict_reply(spbus_req *req, spdb *db, const char *sql, const char *key,
+                        cat_reply_fn reply, const char *message, const char *field);
 /* The caller must be a platform admin or a service (admin-only routes). */
 sp_status cat_require_admin_or_reply(spbus_req *req);
 /* The caller must be a user of the platform or a client, or a service (reads). */

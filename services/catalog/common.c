@@ -163,3 +163,11 @@ sp_status cat_list_or_reply(const char **scope, spsvc_page *pg, spsvc_fields *f,
     if (client_id != NULL) spsvc_fields_add(f, "clientId", spsvc_check_uuid(client_id));
     return SP_OK;
 }
+
+void cat_conflict_reply(spbus_req *req, spdb *db, const char *sql, const char *key,
+                        cat_reply_fn reply, const char *message, const char *field)
+{
+    spsvc_rollback(db);
+    if (key != NULL && cat_find_created(req, db, sql, key, reply) == SP_OK) return;
+    spbus_reply_error(req, SP_ERR_CONFLICT, message, field, "already taken", NULL);
+}

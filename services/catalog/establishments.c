@@ -208,12 +208,8 @@ static sp_status create_establishment(spbus_req *req)
                                 key};
         s = spdb_query(&res, db, sql_insert, 9, params);
         if (s == SP_ERR_CONFLICT) {
-            spsvc_rollback(db);
-            /* the same creation, committed meanwhile, or the name */
-            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
-                return SP_OK;
-            spbus_reply_error(req, SP_ERR_CONFLICT, "an establishment of this client has this name",
-                              "name", "already taken", NULL);
+            cat_conflict_reply(req, db, sql_by_key, key, reply_row,
+                               "an establishment of this client has this name", "name");
             return SP_OK;
         }
         if (s != SP_OK) spsvc_db_error_reply(req, s, "insert_establishment");

@@ -154,12 +154,9 @@ static sp_status create_lot(spbus_req *req)
                                 key};
         s = spdb_query(&ins, db, sql_insert, 7, params);
         if (s == SP_ERR_CONFLICT) {
-            spsvc_rollback(db);
             PQclear(est);
-            if (key != NULL && cat_find_created(req, db, sql_by_key, key, reply_row) == SP_OK)
-                return SP_OK;
-            spbus_reply_error(req, SP_ERR_CONFLICT, "a lot of this client has this lotCode",
-                              "lotCode", "already taken", NULL);
+            cat_conflict_reply(req, db, sql_by_key, key, reply_row,
+                               "a lot of this client has this lotCode", "lotCode");
             return SP_OK;
         }
         if (s != SP_OK) spsvc_db_error_reply(req, s, "insert_lot");

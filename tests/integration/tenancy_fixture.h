@@ -240,6 +240,37 @@ FIXTURE char *login_outside_a_test(const char *email)
     return tok;
 }
 
+/* The end of every suite's main(), once its services run: the platform admin made by spctl
+ * and logged in (ADMIN), then 'ready' (may be NULL: what the suite still needs before its
+ * tests; false stops), the suite run (CK_VERBOSITY=verbose lists each test), the stack
+ * stopped (kept when a test failed). The exit status of the program. */
+FIXTURE int run_suite_as_admin(Suite *suite, bool (*ready)(void))
+{
+    char email[128];
+    sptest_unique_email(email, sizeof(email), "admin");
+    if (spctl_create_admin(email, PW) != 0) {
+        fprintf(stderr, "spctl create-admin failed\n");
+        sptest_mark_failed(E);
+        sptest_stop(E);
+        return EXIT_FAILURE;
+    }
+    ADMIN = login_outside_a_test(email);
+    if (ready != NULL && !ready()) {
+        free(ADMIN);
+        sptest_mark_failed(E);
+        sptest_stop(E);
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    free(ADMIN);
+    if (failed > 0) sptest_mark_failed(E);
+    sptest_stop(E);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 /* ---- clients --------------------------------------------------------------------------------- */
 
 /* The body of POST /v1/clients; 'admin_email' NULL for none; caller frees. */

@@ -562,22 +562,5 @@ int main(void)
     sptest_start_service(E, "tenancy", NULL);
     sptest_start_service(E, "gateway", gw_env);
 
-    char email[128];
-    sptest_unique_email(email, sizeof(email), "admin");
-    if (spctl_create_admin(email, PW) != 0) {
-        fprintf(stderr, "spctl create-admin failed\n");
-        sptest_mark_failed(E);
-        sptest_stop(E);
-        return EXIT_FAILURE;
-    }
-    ADMIN = login_outside_a_test(email);
-
-    SRunner *sr = srunner_create(tenancy_members_suite());
-    srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists each test */
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    free(ADMIN);
-    if (failed > 0) sptest_mark_failed(E);
-    sptest_stop(E);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suite_as_admin(tenancy_members_suite(), NULL);
 }
