@@ -11,6 +11,7 @@
 
 #include "spadmin.h"
 #include "spbus.h"
+#include "spcrypto.h"
 
 /* nats-server's max_payload is raised to 8 MB (bus.md): nothing bigger is ever valid. */
 #define SPBUS_MAX_MSG ((size_t)8 * 1024 * 1024)
@@ -681,7 +682,8 @@ static void inbox_put(spbus *b, inbox *ib, bool reusable)
  * most timeout_ms for the reply to that very subject; replies to earlier requests of the
  * same inbox (which gave up) are dropped. */
 static natsStatus request_via_inbox(natsMsg **reply, spbus *b, natsConnection *nc,
-                                    const char *subject, const void *buf, int len, int timeout_ms)
+                                    const char *subject, const char *const *headers,
+                                    const void *buf, int len, int timeout_ms)
 {
     *reply = NULL;
     int ci = 0;
@@ -693,7 +695,16 @@ static natsStatus request_via_inbox(natsMsg **reply, spbus *b, natsConnection *n
     if (ns != NATS_OK) return ns;
     char to[96];
     snprintf(to, sizeof(to), "%s.%llu", ib->prefix, (unsigned long long)++ib->seq);
-    ns = natsConnection_PublishRequest(nc, subject, to, buf, len);
+    if (headers == NULL) {
+        ns = natsConnection_PublishRequest(nc, subject, to, buf, len);
+    } else {
+        natsMsg *m = NULL;
+        ns = natsMsg_Create(&m, subject, to, buf, len);
+        for (size_t i = 0; ns == NATS_OK && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
+            ns = natsMsgHeader_Set(m, headers[i], headers[i + 1]);
+        if (ns == NATS_OK) ns = natsConnection_PublishMsg(nc, m);
+        natsMsg_Destroy(m);
+    }
     int64_t until = sp_monotonic_us() + (int64_t)timeout_ms * 1000;
     while (ns == NATS_OK) {
         int64_t left = (until - sp_monotonic_us() + 999) / 1000;
@@ -718,54 +729,39 @@ static natsStatus request_via_inbox(natsMsg **reply, spbus *b, natsConnection *n
     return ns;
 }
 
-sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, const char *subject,
-                        const Sp__V1__RequestContext *ctx, const ProtobufCMessage *in,
-                        const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
-                        sp_arena *arena)
+/* The budget of a call: the least of timeout_ms, a timeout_us the caller put in ctx (a
+ * handler passing on its own ctx passes its first budget, hence also) and what is left of
+ * the request this thread serves, so that a chain of calls never outlives the first
+ * caller. <= 0: spent. */
+static int64_t call_budget(const Sp__V1__RequestContext *c, int timeout_ms)
 {
-    if (out != NULL) *out = NULL;
-    if (err != NULL) *err = NULL;
-    if (out == NULL || b == NULL || subject == NULL || in == NULL || reply_desc == NULL ||
-        arena == NULL || timeout_ms <= 0)
-        return SP_ERR_INTERNAL;
-
-    /* The caller's ctx stays untouched: the budget goes into a copy. It is the least of
-     * timeout_ms, a timeout_us the caller put in ctx (a handler passing on its own ctx
-     * passes its first budget, hence also) and what is left of the request this thread
-     * serves, so that a chain of calls never outlives the first caller. */
-    Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT;
-    if (ctx != NULL) c = *ctx;
     int64_t budget = (int64_t)timeout_ms * 1000;
-    if (c.has_timeout_us && c.timeout_us < budget) budget = c.timeout_us;
+    if (c->has_timeout_us && c->timeout_us < budget) budget = c->timeout_us;
     if (tl_serving != NULL) {
         int64_t left = spbus_req_remaining_us(tl_serving);
         if (left < budget) budget = left;
     }
-    if (budget <= 0) return SP_ERR_UNAVAILABLE; /* the caller's caller has given up already */
-    c.has_timeout_us = 1;
-    c.timeout_us = budget;
-    timeout_ms = (int)((budget + 999) / 1000); /* no wait past the budget */
-    Sp__V1__Request r = SP__V1__REQUEST__INIT;
-    r.ctx = &c;
-    sp_status s = pack_in_arena(&r.payload.data, &r.payload.len, in, arena);
-    if (s != SP_OK) return s;
-    r.has_payload = 1;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    s = pack_in_arena(&buf, &len, &r.base, arena);
-    if (s != SP_OK) return s;
+    return budget;
+}
 
+/* Sends 'buf' (with 'headers', or none) and unpacks the sp.v1.Reply that answers it. */
+static sp_status call_and_decode(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
+                                 const char *subject, const char *request_id,
+                                 const char *const *headers, const void *buf, size_t len,
+                                 const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                                 sp_arena *arena)
+{
     natsConnection *nc = pick_conn(b);
     if (nc == NULL) return SP_ERR_UNAVAILABLE;
     natsMsg *reply = NULL;
-    natsStatus ns = request_via_inbox(&reply, b, nc, subject, buf, (int)len, timeout_ms);
+    natsStatus ns = request_via_inbox(&reply, b, nc, subject, headers, buf, (int)len, timeout_ms);
     if (ns != NATS_OK) {
-        sp_log_debug(c.request_id, "bus_request_failed", "subject", subject, "error",
+        sp_log_debug(request_id, "bus_request_failed", "subject", subject, "error",
                      natsStatus_GetText(ns));
         return map_nats(ns);
     }
 
-    s = SP_OK;
+    sp_status s = SP_OK;
     int dlen = natsMsg_GetDataLength(reply);
     if (dlen < 0 || (size_t)dlen > SPBUS_MAX_MSG) s = SP_ERR_INTERNAL;
     ProtobufCAllocator al = spbus_arena_allocator(arena);
@@ -790,9 +786,83 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, c
         if (*out == NULL) s = SP_ERR_INTERNAL;
     }
     if (s == SP_ERR_INTERNAL && (rep == NULL || rep->result_case != SP__V1__REPLY__RESULT_ERROR))
-        sp_log_warn(c.request_id, "bus_bad_reply", "subject", subject);
+        sp_log_warn(request_id, "bus_bad_reply", "subject", subject);
     msg_release(reply);
     return s;
+}
+
+sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b, const char *subject,
+                        const Sp__V1__RequestContext *ctx, const ProtobufCMessage *in,
+                        const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                        sp_arena *arena)
+{
+    if (out != NULL) *out = NULL;
+    if (err != NULL) *err = NULL;
+    if (out == NULL || b == NULL || subject == NULL || in == NULL || reply_desc == NULL ||
+        arena == NULL || timeout_ms <= 0)
+        return SP_ERR_INTERNAL;
+
+    /* The caller's ctx stays untouched: the budget goes into a copy. */
+    Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT;
+    if (ctx != NULL) c = *ctx;
+    int64_t budget = call_budget(&c, timeout_ms);
+    if (budget <= 0) return SP_ERR_UNAVAILABLE; /* the caller's caller has given up already */
+    c.has_timeout_us = 1;
+    c.timeout_us = budget;
+    timeout_ms = (int)((budget + 999) / 1000); /* no wait past the budget */
+    Sp__V1__Request r = SP__V1__REQUEST__INIT;
+    r.ctx = &c;
+    sp_status s = pack_in_arena(&r.payload.data, &r.payload.len, in, arena);
+    if (s != SP_OK) return s;
+    r.has_payload = 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    s = pack_in_arena(&buf, &len, &r.base, arena);
+    if (s != SP_OK) return s;
+    return call_and_decode(out, err, b, subject, c.request_id, NULL, buf, len, reply_desc,
+                           timeout_ms, arena);
+}
+
+sp_status spbus_request_raw(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
+                            const char *subject, const Sp__V1__RequestContext *ctx,
+                            const char *const *headers, const void *data, size_t len,
+                            const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                            sp_arena *arena)
+{
+    if (out != NULL) *out = NULL;
+    if (err != NULL) *err = NULL;
+    if (out == NULL || b == NULL || subject == NULL || (data == NULL && len > 0) ||
+        reply_desc == NULL || arena == NULL || timeout_ms <= 0)
+        return SP_ERR_INTERNAL;
+    if (len > SPBUS_MAX_MSG) return SP_ERR_PAYLOAD_TOO_LARGE;
+    Sp__V1__RequestContext c = SP__V1__REQUEST_CONTEXT__INIT;
+    if (ctx != NULL) c = *ctx;
+    int64_t budget = call_budget(&c, timeout_ms);
+    if (budget <= 0) return SP_ERR_UNAVAILABLE;
+    timeout_ms = (int)((budget + 999) / 1000);
+
+    size_t nh = 0;
+    while (headers != NULL && headers[nh] != NULL && headers[nh + 1] != NULL)
+        nh += 2;
+    const char **all = sp_arena_alloc(arena, (nh + 7) * sizeof(*all));
+    char *budget_s = sp_arena_printf(arena, "%lld", (long long)budget);
+    if (all == NULL || budget_s == NULL) return SP_ERR_INTERNAL;
+    size_t k = 0;
+    for (size_t i = 0; i < nh; i++)
+        all[k++] = headers[i];
+    all[k++] = SPBUS_H_TIMEOUT_US;
+    all[k++] = budget_s;
+    if (c.request_id != NULL && c.request_id[0] != '\0') {
+        all[k++] = SPBUS_H_REQUEST_ID;
+        all[k++] = c.request_id;
+    }
+    if (c.ip != NULL && c.ip[0] != '\0') {
+        all[k++] = SPBUS_H_CLIENT_IP;
+        all[k++] = c.ip;
+    }
+    all[k] = NULL;
+    return call_and_decode(out, err, b, subject, c.request_id, all, data, len, reply_desc,
+                           timeout_ms, arena);
 }
 
 sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t len)
@@ -840,6 +910,120 @@ sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size
     return ns == NATS_NO_MEMORY || ns == NATS_INVALID_ARG || ns == NATS_INVALID_SUBJECT
                ? SP_ERR_INTERNAL
                : SP_ERR_UNAVAILABLE;
+}
+
+/* ---- JetStream: a batch of asynchronous publishes, acked together ----------------------- */
+
+/* One JetStream context with an ack handler that counts: its owner publishes one batch at
+ * a time, so every ack it gets belongs to the batch being published (a batch that failed
+ * takes its pending messages back, so no late ack of it arrives afterwards). */
+struct spbus_js_batch {
+    spbus *bus;
+    natsConnection *nc;
+    jsCtx *js;
+    pthread_mutex_t mu;
+    size_t acked, duplicates, failed;
+};
+
+static void on_batch_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    spbus_js_batch *jb = closure;
+    pthread_mutex_lock(&jb->mu);
+    if (pa != NULL) {
+        jb->acked++;
+        if (pa->Duplicate) jb->duplicates++;
+    } else {
+        jb->failed++;
+        (void)pae;
+    }
+    pthread_mutex_unlock(&jb->mu);
+    natsMsg_Destroy(msg);
+}
+
+sp_status spbus_js_batch_create(spbus_js_batch **out, spbus *b, int index)
+{
+    *out = NULL;
+    if (b == NULL || index < 0) return SP_ERR_INTERNAL;
+    spbus_js_batch *jb = calloc(1, sizeof(*jb));
+    if (jb == NULL) return SP_ERR_INTERNAL;
+    pthread_mutex_init(&jb->mu, NULL);
+    jb->bus = b;
+    jb->nc = b->conns[index % b->nconns];
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = SPBUS_JS_MAX_PENDING;
+    jo.PublishAsync.AckHandler = on_batch_ack;
+    jo.PublishAsync.AckHandlerClosure = jb;
+    jo.PublishAsync.StallWait = 1000;
+    if (natsConnection_JetStream(&jb->js, jb->nc, &jo) != NATS_OK) {
+        spbus_js_batch_destroy(jb);
+        return SP_ERR_INTERNAL;
+    }
+    *out = jb;
+    return SP_OK;
+}
+
+void spbus_js_batch_destroy(spbus_js_batch *jb)
+{
+    if (jb == NULL) return;
+    if (jb->js != NULL) {
+        natsMsgList pending = {0};
+        if (js_PublishAsyncGetPendingList(&pending, jb->js) == NATS_OK)
+            natsMsgList_Destroy(&pending);
+        jsCtx_Destroy(jb->js);
+    }
+    pthread_mutex_destroy(&jb->mu);
+    free(jb);
+}
+
+sp_status spbus_js_publish_all(spbus_js_batch *jb, spbus_js_msg_out *msgs, size_t n,
+                               size_t *duplicates, int timeout_ms)
+{
+    *duplicates = 0;
+    if (jb == NULL || (msgs == NULL && n > 0) || timeout_ms <= 0) return SP_ERR_INTERNAL;
+    if (n == 0) return SP_OK;
+    if (natsConnection_Status(jb->nc) != NATS_CONN_STATUS_CONNECTED)
+        return SP_ERR_UNAVAILABLE; /* buffered publishes would only time out */
+    pthread_mutex_lock(&jb->mu);
+    jb->acked = jb->duplicates = jb->failed = 0;
+    pthread_mutex_unlock(&jb->mu);
+
+    natsStatus ns = NATS_OK;
+    int64_t until = sp_monotonic_us() + (int64_t)timeout_ms * 1000;
+    for (size_t i = 0; ns == NATS_OK && i < n; i++) {
+        natsMsg *m = NULL;
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        if (msgs[i].msg_id != NULL && msgs[i].msg_id[0] != '\0') po.MsgId = msgs[i].msg_id;
+        ns =
+            natsMsg_Create(&m, msgs[i].subject, NULL, (const char *)msgs[i].data, (int)msgs[i].len);
+        if (ns == NATS_OK) ns = js_PublishMsgAsync(jb->js, &m, &po);
+        natsMsg_Destroy(m); /* NULL once the library took it */
+    }
+    if (ns == NATS_OK) {
+        int64_t left = (until - sp_monotonic_us()) / 1000;
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = left > 0 ? left : 1;
+        ns = js_PublishAsyncComplete(jb->js, &po);
+    }
+    if (ns != NATS_OK) {
+        /* take back what is still pending: no late ack of this batch reaches the next */
+        natsMsgList pending = {0};
+        if (js_PublishAsyncGetPendingList(&pending, jb->js) == NATS_OK)
+            natsMsgList_Destroy(&pending);
+    }
+    pthread_mutex_lock(&jb->mu);
+    size_t acked = jb->acked, failed = jb->failed;
+    *duplicates = jb->duplicates;
+    pthread_mutex_unlock(&jb->mu);
+    if (ns == NATS_OK && failed == 0 && acked == n) return SP_OK;
+    char a[24], f[24];
+    snprintf(a, sizeof(a), "%zu", acked);
+    snprintf(f, sizeof(f), "%zu", failed);
+    sp_log_warn(NULL, "js_batch_failed", "error", natsStatus_GetText(ns), "acked", a, "failed", f);
+    return ns == NATS_NO_MEMORY || ns == NATS_INVALID_ARG ? SP_ERR_INTERNAL : SP_ERR_UNAVAILABLE;
 }
 
 /* ---- server side ------------------------------------------------------------------------ */
@@ -1032,6 +1216,64 @@ static void drop_expired(spbus_req *req, const char *subject)
     req->replied = true; /* dropped on purpose: the caller has given up */
 }
 
+/* A header of a raw request that is a safe request id: 1..64 of [A-Za-z0-9._-]. */
+static bool safe_id(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    return n > 0 && n <= 64 &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._-") == n;
+}
+
+const char *spbus_req_header(const spbus_req *req, const char *name)
+{
+    const char *v = NULL;
+    if (req == NULL || req->msg == NULL || name == NULL) return NULL;
+    if (natsMsgHeader_Get(req->msg, name, &v) != NATS_OK) return NULL;
+    return v;
+}
+
+const void *spbus_req_payload(const spbus_req *req, size_t *len)
+{
+    int n = req != NULL && req->msg != NULL ? natsMsg_GetDataLength(req->msg) : 0;
+    *len = n > 0 ? (size_t)n : 0;
+    return *len > 0 ? natsMsg_GetData(req->msg) : "";
+}
+
+/* A raw route's request: no envelope; its context from the SPBUS_H_* headers (the gateway
+ * sets them, a device may not: a new request id then, and no budget). */
+static bool prepare_raw(spbus_req *req, const char *subject)
+{
+    Sp__V1__RequestContext *ctx = sp_arena_alloc(req->arena, sizeof(*ctx));
+    if (ctx == NULL) return false;
+    sp__v1__request_context__init(ctx);
+    const char *rid = spbus_req_header(req, SPBUS_H_REQUEST_ID);
+    if (safe_id(rid)) {
+        ctx->request_id = sp_arena_strdup(req->arena, rid);
+    } else {
+        char id[SPCRYPTO_UUID_LEN];
+        spcrypto_uuid_v4(id);
+        ctx->request_id = sp_arena_strdup(req->arena, id);
+    }
+    const char *ip = spbus_req_header(req, SPBUS_H_CLIENT_IP);
+    if (ip != NULL && strlen(ip) < 64 && strspn(ip, "0123456789abcdefABCDEF.:") == strlen(ip))
+        ctx->ip = sp_arena_strdup(req->arena, ip);
+    const char *t = spbus_req_header(req, SPBUS_H_TIMEOUT_US);
+    char *end = NULL;
+    long long us = t != NULL ? strtoll(t, &end, 10) : 0;
+    if (t != NULL && end != t && *end == '\0' && us > 0 && us <= INT64_C(3600000000)) {
+        ctx->has_timeout_us = 1;
+        ctx->timeout_us = us;
+    }
+    req->ctx = ctx;
+    req->deadline_us = deadline_of(ctx, req->recv_us);
+    if (req->deadline_us != INT64_MAX && sp_monotonic_us() >= req->deadline_us) {
+        drop_expired(req, subject);
+        return false;
+    }
+    return true;
+}
+
 /* Envelope, route, budget, input: true when the request is ready for its handler;
  * otherwise it was answered (bad_request, not_found) or dropped (its budget ran out). */
 static bool prepare_request(spbus_req *req)
@@ -1042,6 +1284,8 @@ static bool prepare_request(spbus_req *req)
         spbus_reply_error(req, SP_ERR_PAYLOAD_TOO_LARGE, "request exceeds 8 MiB", NULL);
         return false;
     }
+    req->route = route_of(req->svc, subject);
+    if (req->route != NULL && req->route->in_desc == NULL) return prepare_raw(req, subject);
     ProtobufCAllocator al = spbus_arena_allocator(req->arena);
     Sp__V1__Request *r =
         sp__v1__request__unpack(&al, (size_t)dlen, (const uint8_t *)natsMsg_GetData(req->msg));
@@ -1051,7 +1295,6 @@ static bool prepare_request(spbus_req *req)
     }
     req->ctx = r->ctx;
     req->deadline_us = deadline_of(r->ctx, req->recv_us);
-    req->route = route_of(req->svc, subject);
     if (req->route == NULL) {
         spbus_reply_error(req, SP_ERR_NOT_FOUND, "unknown method", NULL);
         return false;
@@ -1380,7 +1623,8 @@ sp_status spbus_serve(spbus_service **out, spbus *b, const char *api, const char
         s->nroutes = i + 1;
         /* method names come from our own tables: no quote or backslash to escape */
         if (s->routes[i].method == NULL || (routes[i].fn == NULL) == (routes[i].batch == NULL) ||
-            routes[i].in_desc == NULL || strpbrk(s->routes[i].method, "\\\"\n. *>") != NULL ||
+            (routes[i].in_desc == NULL && routes[i].fn == NULL) ||
+            strpbrk(s->routes[i].method, "\\\"\n. *>") != NULL ||
             asprintf(&s->labels[i], "subject=\"sp.%s.v1.%s\"", api, s->routes[i].method) < 0) {
             s->labels[i] = NULL;
             free_service(s);

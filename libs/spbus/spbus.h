@@ -19,6 +19,7 @@
  *   batch handler may touch each of its reqs, from its own thread only). The request and
  *   everything in its arena die when the handler returns.
  * - spbus_js_msg: only inside the spbus_consume_fn it was handed to.
+ * - spbus_js_batch: one thread at a time (each its own).
  * - Handlers of one service run on its worker threads, several at once; the messages of
  *   one spbus_subscribe or one consumer are handled one at a time, on that subscription's
  *   or consumer's own thread. */
@@ -91,6 +92,23 @@ sp_status spbus_request(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
 typedef void (*spbus_revoked_fn)(void *user, const char *session_id);
 void spbus_on_revoked(spbus *b, spbus_revoked_fn fn, void *user);
 
+/* The headers that carry a raw request's context (below): set by spbus_request_raw from
+ * ctx, read back by the serving side. Only for logs and the budget: a device that sends
+ * them chooses nothing else. */
+#define SPBUS_H_REQUEST_ID "Sp-Request-Id"
+#define SPBUS_H_CLIENT_IP "Sp-Client-Ip"
+#define SPBUS_H_TIMEOUT_US "Sp-Timeout-Us"
+
+/* A request to a raw route (spbus_route with in_desc NULL): 'data' as the message payload,
+ * without an envelope, with 'headers' (name, value pairs ending with NULL; may be NULL)
+ * and the context's request id, ip and budget as the SPBUS_H_* headers. The reply is an
+ * sp.v1.Reply as for spbus_request, and so is everything else. */
+sp_status spbus_request_raw(ProtobufCMessage **out, Sp__V1__Error **err, spbus *b,
+                            const char *subject, const Sp__V1__RequestContext *ctx,
+                            const char *const *headers, const void *data, size_t len,
+                            const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
+                            sp_arena *arena);
+
 /* Core publish of a raw payload (change notifications). */
 sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t len);
 
@@ -101,6 +119,29 @@ sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t 
  * that subject, timeout, stream full); the caller keeps the data and retries. */
 sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size_t len,
                            const char *msg_id, int timeout_ms);
+
+/* A batch of JetStream publishes acknowledged together (ingest: the 202 of a camera's
+ * batch leaves only once each of its events is in the stream). One per thread: a batch
+ * owns its JetStream context while it publishes. Created on connection index % the bus's
+ * connections. At most SPBUS_JS_MAX_PENDING unacked at once (a bigger batch waits for
+ * room). */
+#define SPBUS_JS_MAX_PENDING 4096
+typedef struct spbus_js_batch spbus_js_batch;
+typedef struct {
+    const char *subject;
+    const void *data;
+    size_t len;
+    const char *msg_id; /* Nats-Msg-Id, or NULL */
+} spbus_js_msg_out;
+sp_status spbus_js_batch_create(spbus_js_batch **out, spbus *b, int index);
+void spbus_js_batch_destroy(spbus_js_batch *jb);
+/* Publishes msgs[0..n) asynchronously and waits at most timeout_ms for every ack: SP_OK
+ * once each is stored, *duplicates of them recognised by the stream's dedup window as
+ * stored before; SP_ERR_UNAVAILABLE when any was not acknowledged in time or refused
+ * (stream full, no stream, no connection): some may be stored, so the caller's retry must
+ * carry the same message ids. */
+sp_status spbus_js_publish_all(spbus_js_batch *jb, spbus_js_msg_out *msgs, size_t n,
+                               size_t *duplicates, int timeout_ms);
 
 /* ---- server side ------------------------------------------------------------------------ */
 
@@ -113,6 +154,10 @@ typedef sp_status (*spbus_handler)(spbus_req *req);
 #define SPBUS_MAX_BATCH 64
 typedef void (*spbus_batch_handler)(spbus_req **reqs, size_t n);
 
+/* A raw route (fn set, in_desc NULL) takes messages that are not in the envelope: what a
+ * device publishes (sp.ingest.v1.SlotEvents). Its handler reads spbus_req_payload and
+ * spbus_req_header; its context holds only what the SPBUS_H_* headers gave (a new request
+ * id when none); it replies as any other. */
 typedef struct {
     const char *method;                        /* "Register": subject sp.<api>.v1.Register */
     spbus_handler fn;                          /* one request at a time, or */
@@ -141,6 +186,10 @@ const Sp__V1__RequestContext *spbus_req_ctx(const spbus_req *req);
 const char *spbus_req_id(const spbus_req *req);  /* request id, "" if none */
 const ProtobufCMessage *spbus_req_input(const spbus_req *req); /* decoded with in_desc */
 sp_arena *spbus_req_arena(spbus_req *req);
+/* The payload of the message as received (a raw route's input; *len 0 when empty). */
+const void *spbus_req_payload(const spbus_req *req, size_t *len);
+/* The first value of header 'name' of the message, or NULL. */
+const char *spbus_req_header(const spbus_req *req, const char *name);
 void *spbus_req_user(const spbus_req *req);
 int spbus_req_worker(const spbus_req *req);       /* 0..workers-1, for per-worker state */
 /* Microseconds left of the caller's budget (0 once spent; INT64_MAX when the caller sent

@@ -103,4 +103,19 @@ void sp_task_wake(sp_task *t);
 /* Stops and joins the thread (waits for a run in progress), frees; NULL is a no-op. */
 void sp_task_stop(sp_task *t);
 
+/* ---- map: string keys to pointers (caches of the services), not thread-safe ---------- */
+
+typedef struct sp_map sp_map;
+/* 'free_value' (may be NULL) is called on a value when its entry is replaced, deleted or
+ * the map destroyed. NULL on OOM. */
+sp_map *sp_map_create(void (*free_value)(void *));
+void sp_map_destroy(sp_map *m);
+void *sp_map_get(const sp_map *m, const char *key);
+/* Adds or replaces; the key is copied. SP_ERR_INTERNAL on OOM (the value is then freed). */
+sp_status sp_map_put(sp_map *m, const char *key, void *value);
+void sp_map_del(sp_map *m, const char *key);
+/* Deletes every entry for which drop(key, value, user) is true. */
+void sp_map_filter(sp_map *m, bool (*drop)(const char *key, void *value, void *user), void *user);
+size_t sp_map_len(const sp_map *m);
+
 #endif

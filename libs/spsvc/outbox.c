@@ -102,52 +102,93 @@ static bool unhex(uint8_t **out, size_t *len, const char *hex)
     return true;
 }
 
-/* Publishes the pending rows oldest first, deleting each after its ack. Stops at the first
- * failure (the stream or NATS is down: the rest would fail too). Returns how many rows
- * were published, -1 on a failure. */
+/* Publishes the pending rows oldest first as one batch of asynchronous publishes and
+ * deletes them once every one is acked, in a transaction holding the outbox's advisory
+ * lock: one publisher at a time over every replica, so that the rows leave in the order
+ * they were written (a slot's changes in its order). A failure leaves every row of the
+ * batch for the next round (the stream drops the repeats of those already stored).
+ * Returns how many rows were published, -1 on a failure. */
 static int publish_pending(spsvc *svc)
 {
-    PGresult *res = NULL;
-
-    if (svc->outbox_db == NULL && spdb_connect(&svc->outbox_db, svc->db_url) != SP_OK) return -1;
-    sp_status s = spdb_query(&res, svc->outbox_db, svc->sql_pending, 0, NULL);
+    PGresult *res = NULL, *lock = NULL;
+    spdb *db = svc->outbox_db;
+    if (db == NULL && spdb_connect(&svc->outbox_db, svc->db_url) != SP_OK) return -1;
+    db = svc->outbox_db;
+    const char *lp[] = {svc->def->outbox};
+    sp_status s = spdb_begin(db);
+    if (s == SP_OK)
+        s = spdb_query(&lock, db, "SELECT pg_try_advisory_xact_lock(hashtext($1::text))", 1, lp);
+    if (s == SP_OK && PQgetvalue(lock, 0, 0)[0] != 't') { /* another replica publishes */
+        PQclear(lock);
+        spdb_rollback(db);
+        return 0;
+    }
+    PQclear(lock);
+    if (s == SP_OK) s = spdb_query(&res, db, svc->sql_pending, 0, NULL);
     if (s != SP_OK) {
+        spdb_rollback(db);
         sp_log_warn(NULL, "outbox_read_failed", "code", sp_error_code(s));
         return -1;
     }
-    int done = 0, rows = PQntuples(res);
-    for (int i = 0; i < rows; i++) {
-        const char *id = PQgetvalue(res, i, 0), *event_id = PQgetvalue(res, i, 1);
-        const char *subject = PQgetvalue(res, i, 2);
-        uint8_t *payload = NULL;
+    int rows = PQntuples(res);
+    spbus_js_msg_out *msgs = calloc((size_t)(rows ? rows : 1), sizeof(*msgs));
+    uint8_t **bufs = calloc((size_t)(rows ? rows : 1), sizeof(*bufs));
+    char *ids = malloc((size_t)rows * 24 + 3);
+    int done = msgs != NULL && bufs != NULL && ids != NULL ? rows : -1;
+    size_t at = 0;
+    if (ids != NULL) ids[at++] = '{';
+    for (int i = 0; done > 0 && i < rows; i++) {
         size_t len = 0;
-        if (!unhex(&payload, &len, PQgetvalue(res, i, 3))) {
-            sp_log_error(NULL, "outbox_row_unreadable", "eventId", event_id);
+        if (!unhex(&bufs[i], &len, PQgetvalue(res, i, 3))) {
+            sp_log_error(NULL, "outbox_row_unreadable", "eventId", PQgetvalue(res, i, 1));
             done = -1;
             break;
         }
-        s = spbus_js_publish(svc->bus, subject, payload, len, event_id, SPSVC_OUTBOX_ACK_MS);
-        free(payload);
+        msgs[i] = (spbus_js_msg_out){PQgetvalue(res, i, 2), bufs[i], len, PQgetvalue(res, i, 1)};
+        at += (size_t)snprintf(ids + at, 24, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+    }
+    if (ids != NULL) {
+        ids[at++] = '}';
+        ids[at] = '\0';
+    }
+    size_t dups = 0;
+    if (done > 0) {
+        if (svc->outbox_js == NULL && spbus_js_batch_create(&svc->outbox_js, svc->bus, 0) != SP_OK)
+            done = -1;
+        else if ((s = spbus_js_publish_all(svc->outbox_js, msgs, (size_t)rows, &dups,
+                                           SPSVC_OUTBOX_ACK_MS)) != SP_OK) {
+            sp_log_warn(NULL, "outbox_publish_failed", "code", sp_error_code(s));
+            done = -1;
+        }
+    }
+    if (done > 0) {
+        const char *params[] = {ids};
+        s = spdb_exec(db, svc->sql_delete, 1, params);
+        if (s == SP_OK) s = spdb_commit(db);
         if (s != SP_OK) {
-            sp_log_warn(NULL, "outbox_publish_failed", "eventId", event_id, "code",
-                        sp_error_code(s));
+            /* published: the next round publishes them again and the stream drops the repeats */
+            sp_log_warn(NULL, "outbox_delete_failed", "code", sp_error_code(s));
             done = -1;
-            break;
         }
-        const char *params[] = {id};
-        s = spdb_exec(svc->outbox_db, svc->sql_delete, 1, params);
-        if (s != SP_OK) {
-            /* published: the next round publishes it again and the stream drops the repeat */
-            sp_log_warn(NULL, "outbox_delete_failed", "eventId", event_id, "code",
-                        sp_error_code(s));
-            done = -1;
-            break;
-        }
-        sp_log_info(NULL, "audit_published", "eventId", event_id, "subject", subject);
-        done++;
+    }
+    spdb_rollback(db); /* no-op after the commit */
+    for (int i = 0; bufs != NULL && i < rows; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(msgs);
+    free(ids);
+    if (done > 0) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", done);
+        sp_log_debug(NULL, "outbox_published", "rows", n, "table", svc->def->outbox);
     }
     PQclear(res);
     return done;
+}
+
+void spsvc_outbox_wake(spsvc *svc)
+{
+    if (svc != NULL && svc->outbox_task != NULL) sp_task_wake(svc->outbox_task);
 }
 
 static void outbox_run(void *user)
@@ -171,13 +212,14 @@ sp_status spsvc__outbox_start(spsvc *svc)
                  "SELECT id, event_id::text, subject, encode(payload, 'hex') FROM %s"
                  " ORDER BY id LIMIT %d",
                  t, SPSVC_OUTBOX_BATCH) < 0 ||
-        asprintf(&svc->sql_delete, "DELETE FROM %s WHERE id = $1::bigint", t) < 0)
+        asprintf(&svc->sql_delete, "DELETE FROM %s WHERE id = ANY($1::bigint[])", t) < 0)
         return SP_ERR_INTERNAL;
     return spsvc_every(svc, &svc->outbox_task, SPSVC_OUTBOX_POLL_MS, outbox_run, svc);
 }
 
 void spsvc__outbox_free(spsvc *svc)
 {
+    spbus_js_batch_destroy(svc->outbox_js);
     spdb_destroy(svc->outbox_db);
     free(svc->sql_insert);
     free(svc->sql_pending);

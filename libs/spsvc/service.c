@@ -410,8 +410,8 @@ int spsvc_main(const spsvc_def *def, int argc, char **argv)
             goto out;
         }
     }
-    s = spbus_serve(&svc.service, svc.bus, def->name, def->name, svc.routes, svc.nroutes,
-                    svc.workers, &svc);
+    s = spbus_serve(&svc.service, svc.bus, def->api != NULL ? def->api : def->name, def->name,
+                    svc.routes, svc.nroutes, svc.workers, &svc);
     if (s != SP_OK) {
         rc = fail("serve_failed", s);
         goto out;

@@ -37,6 +37,7 @@ enum {
 typedef struct {
     const char *name;         /* "auth": log name, NATS user default, queue group, bus api */
     const char *admin_addr;   /* default of SP_ADMIN_ADDR, "127.0.0.1:9101" */
+    const char *api;          /* the bus api served, sp.<api>.v1.*, when not 'name' ("status") */
     unsigned needs;           /* SPSVC_DB | SPSVC_REDIS */
     const sp_cfg_item *items; /* the service's own settings (may be NULL) */
     size_t nitems;
@@ -265,9 +266,12 @@ bool spsvc_cursor_decode(int64_t *at, int64_t *id, const char *cursor);
 sp_status spsvc_audit_or_reply(spbus_req *req, spdb *db, const char *client_id, const char *action,
                                const char *target_kind, const char *target_id,
                                const char *details_json);
+/* Wakes the outbox publisher now (after a commit that wrote rows outside a handler: the
+ * projection's consumer writes its slot-status changes to its outbox). */
+void spsvc_outbox_wake(spsvc *svc);
 /* The outbox publisher's batch and wait for each stream ack. */
 #define SPSVC_OUTBOX_POLL_MS 500
-#define SPSVC_OUTBOX_BATCH 100
+#define SPSVC_OUTBOX_BATCH 500
 #define SPSVC_OUTBOX_ACK_MS 2000
 
 /* ---- small helpers ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ struct spsvc {
     /* the outbox (outbox.c) */
     sp_task *outbox_task;
     spdb *outbox_db; /* the publisher's own connection */
+    spbus_js_batch *outbox_js;
     char *sql_insert, *sql_pending, *sql_delete;
 };
 

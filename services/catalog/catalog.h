@@ -41,6 +41,7 @@ void lots_register(spsvc *kit);
 void slots_register(spsvc *kit);
 void keys_register(spsvc *kit);
 void cameras_register(spsvc *kit);
+void devices_register(spsvc *kit); /* devices.c: GetDevice, GetLotLayout (services only) */
 
 /* The Redis set of revoked keys' key ids, read by ingest once per batch (bus.md), and the
  * key whose presence says the set is complete (rewritten from PostgreSQL when Redis comes

@@ -28,6 +28,7 @@ static sp_status start(spsvc *kit)
     slots_register(kit);
     keys_register(kit);
     cameras_register(kit);
+    devices_register(kit);
     return cat_keeper_start(kit, sp_config_str(cfg, "SP_DATABASE_URL"),
                             sp_config_str(cfg, "SP_REDIS_URL"));
 }

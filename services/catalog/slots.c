@@ -1,15 +1,22 @@
 /* slots.c -- the parking spaces of a lot: CreateSlots (one, or 1..1,000 all or nothing),
  * ListSlots, GetSlot, UpdateSlot, DeleteSlot (soft: the code is free again). The current
- * status of a slot is the projection's (issue 18); until a camera has reported it, a slot
- * is UNKNOWN with no vehicle and no changedAt, which is what every slot answers here until
- * the projection exists. Ends with slots_register(). */
+ * status of a slot is the projection's (sp.status.v1.GetSlotStatuses, asked for the slots
+ * of each answer); until a camera has reported it, a slot is UNKNOWN with no vehicle and
+ * no changedAt, and so it is while the projection does not answer (logged). Ends with
+ * slots_register(). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "catalog.h"
+#include "sp/status/v1/status.pb-c.h"
 #include "spcrypto.h"
+
+/* The statuses of the slots being answered on this worker (statuses_for), read by
+ * from_row. */
+static __thread const Sp__Status__V1__GetSlotStatusesReply *tl_statuses;
+#define STATUS_CALL_MS 1000
 
 #define SLOT_COLS                                                                                  \
     "s.public_id::text, l.public_id::text, s.slot_code, t.code, s.polygon::text, s.active,"        \
@@ -75,16 +82,51 @@ static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req
     s->polygon_json = PQgetisnull(res, row, S_POLYGON) ? NULL : PQgetvalue(res, row, S_POLYGON);
     s->has_active = 1;
     s->active = strcmp(PQgetvalue(res, row, S_ACTIVE), "t") == 0;
-    s->status = "UNKNOWN"; /* never reported: the projection's, once it exists */
+    s->status = "UNKNOWN"; /* never reported, or the projection did not answer */
+    for (size_t i = 0; tl_statuses != NULL && i < tl_statuses->n_items; i++) {
+        const Sp__Status__V1__SlotStatus *st = tl_statuses->items[i];
+        if (st->slot_id == NULL || strcmp(st->slot_id, s->id) != 0) continue;
+        if (st->status != NULL) s->status = st->status;
+        s->vehicle = st->vehicle;
+        s->has_changed_at = st->has_changed_at;
+        s->changed_at = st->changed_at;
+        break;
+    }
     s->has_created_at = s->has_updated_at = 1;
     s->created_at = spsvc_pg_int64(PQgetvalue(res, row, S_CREATED));
     s->updated_at = spsvc_pg_int64(PQgetvalue(res, row, S_UPDATED));
 }
 
+/* Asks the projection for the status of the first n rows of 'res' (tl_statuses; NULL when
+ * it does not answer). */
+static void statuses_for(spbus_req *req, PGresult *res, int n)
+{
+    tl_statuses = NULL;
+    if (n <= 0) return;
+    sp_arena *a = spbus_req_arena(req);
+    Sp__Status__V1__GetSlotStatusesRequest in = SP__STATUS__V1__GET_SLOT_STATUSES_REQUEST__INIT;
+    in.slot_ids = sp_arena_alloc(a, (size_t)n * sizeof(char *));
+    if (in.slot_ids == NULL) return;
+    for (int i = 0; i < n; i++)
+        in.slot_ids[i] = PQgetvalue(res, i, S_ID);
+    in.n_slot_ids = (size_t)n;
+    ProtobufCMessage *out = NULL;
+    Sp__V1__Error *err = NULL;
+    sp_status s =
+        spsvc_call(&out, &err, spsvc_bus(spsvc_of(req)), req, "status", "GetSlotStatuses", &in.base,
+                   &sp__status__v1__get_slot_statuses_reply__descriptor, STATUS_CALL_MS, a);
+    if (s == SP_OK)
+        tl_statuses = (const void *)out;
+    else
+        sp_log_warn(spbus_req_id(req), "slot_status_unavailable", "code", sp_error_code(s));
+}
+
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
+    statuses_for(req, res, 1);
     Sp__Catalog__V1__SlotReply s = SP__CATALOG__V1__SLOT_REPLY__INIT;
     from_row(&s.base, res, 0, req);
+    tl_statuses = NULL;
     return spbus_reply(req, &s.base);
 }
 
@@ -304,8 +346,11 @@ static sp_status list_slots(spbus_req *req)
         if (s != SP_OK) spsvc_db_error_reply(req, s, "list_slots");
     }
     if (s == SP_OK) {
+        int rows = PQntuples(res);
+        statuses_for(req, res, rows < pg.limit ? rows : pg.limit);
         spsvc_reply_page(req, &pg, res, S_CREATED, S_INTERNAL,
                          &sp__catalog__v1__list_slots_reply__descriptor, from_row);
+        tl_statuses = NULL;
     }
     PQclear(lot);
     PQclear(res);

@@ -30,7 +30,17 @@ enum {
     GW_BODY = 1u << 0,          /* a JSON object body is expected (a body is refused otherwise) */
     GW_LIST = 1u << 1,          /* a list (GET): see "Lists" below */
     GW_BODY_OPTIONAL = 1u << 2, /* with GW_BODY: no body is {} (state actions: /approve) */
+    /* with GW_BODY, on a public route: the body goes to the service as it came (a raw bus
+     * route, spbus_request_raw), with the GW_RAW_HEADERS it carries and its Content-Type,
+     * for the service to authenticate and decode itself (cameras: the HMAC covers the
+     * bytes). Only the size limit (413) is the gateway's. req_desc describes the body for
+     * the OpenAPI document. */
+    GW_RAW = 1u << 3,
 };
+/* The request headers a GW_RAW route passes on (api.md, Ingest), each at most
+ * GW_RAW_HEADER_MAX bytes (a longer one is not passed). */
+#define GW_RAW_HEADERS "Content-Type", "X-API-Key", "X-Key-Id", "X-Timestamp", "X-Signature"
+#define GW_RAW_HEADER_MAX 256
 
 /* Lists (api.md "Lists"). A route flagged GW_LIST is a GET whose query declares "limit"
  * and "cursor", whose request message has 'optional int32|uint32 limit' and 'optional

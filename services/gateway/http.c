@@ -25,16 +25,16 @@ typedef struct {
     gw_state *g;
     sp_arena *arena;
     char rid[MAX_REQUEST_ID + 1];
-    const char *route;   /* the route pattern for logs and metrics, never the raw path */
-    const char *method;  /* the method for metrics: a known one or "OTHER" */
-    char headers[192];   /* extra response headers ("Allow: GET\r\n") */
-    bool close;          /* answer with Connection: close (body left unread, or unsafe) */
-    bool head;           /* a HEAD: the answer's headers without its body */
-    int ncl, nte;        /* Content-Length and Transfer-Encoding headers (frame_ok_or_reply) */
+    const char *route;  /* the route pattern for logs and metrics, never the raw path */
+    const char *method; /* the method for metrics: a known one or "OTHER" */
+    char headers[192];  /* extra response headers ("Allow: GET\r\n") */
+    bool close;         /* answer with Connection: close (body left unread, or unsafe) */
+    bool head;          /* a HEAD: the answer's headers without its body */
+    int ncl, nte;       /* Content-Length and Transfer-Encoding headers (frame_ok_or_reply) */
     int status;
-    char *body;          /* the request body (malloc'd, at most max_body bytes) */
+    char *body; /* the request body (malloc'd, at most max_body bytes) */
     size_t body_len;
-    int retry_after_s;   /* the service's Retry-After for a 429/503 error (0: the default) */
+    int retry_after_s; /* the service's Retry-After for a 429/503 error (0: the default) */
 } gw_req;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -42,22 +42,38 @@ typedef struct {
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
 
@@ -165,7 +181,8 @@ static void respond_json(gw_req *r, int status, cJSON *json)
 {
     char *text = json != NULL ? cJSON_PrintUnformatted(json) : NULL;
     if (text == NULL) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         respond(r, 500, "application/json; charset=utf-8", oom, sizeof(oom) - 1);
         return;
     }
@@ -188,7 +205,8 @@ static sp_status reply_error_fields(gw_req *r, sp_status s, const char *message,
         if (nfields > 0) {
             cJSON *f = cJSON_AddObjectToObject(e, "fields");
             for (size_t i = 0; f != NULL && i < nfields; i++)
-                if (spjson_get(f, paths[i]) == NULL) cJSON_AddStringToObject(f, paths[i], reasons[i]);
+                if (spjson_get(f, paths[i]) == NULL)
+                    cJSON_AddStringToObject(f, paths[i], reasons[i]);
         }
     }
     char retry[16];
@@ -216,7 +234,8 @@ static sp_status authenticate_or_reply(gw_req *r, spjwt_claims *claims)
     if (strncasecmp(h, "Bearer ", 7) != 0)
         return reply_error(r, SP_ERR_UNAUTHENTICATED, "Authorization is not 'Bearer <token>'");
     const char *tok = h + 7;
-    while (*tok == ' ') tok++;
+    while (*tok == ' ')
+        tok++;
     if (*tok == '\0')
         return reply_error(r, SP_ERR_UNAUTHENTICATED, "Authorization is not 'Bearer <token>'");
     if (strnlen(tok, SPJWT_MAX_TOKEN + 1) > SPJWT_MAX_TOKEN)
@@ -249,9 +268,11 @@ static sp_status check_session_or_reply(gw_req *r, const spjwt_claims *claims)
 static bool is_json_type(const char *ct)
 {
     if (ct == NULL || strnlen(ct, MAX_CONTENT_TYPE + 1) > MAX_CONTENT_TYPE) return false;
-    while (*ct == ' ' || *ct == '\t') ct++;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
     size_t n = strcspn(ct, ";");
-    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
     return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
@@ -389,12 +410,29 @@ static char *client_ip(gw_req *r)
     for (int i = 0; i < r->ri->num_headers; i++) {
         if (strcasecmp(r->ri->http_headers[i].name, "X-Forwarded-For") != 0) continue;
         const char *v = r->ri->http_headers[i].value != NULL ? r->ri->http_headers[i].value : "";
-        xff = xff == NULL ? sp_arena_strdup(r->arena, v)
-                          : sp_arena_printf(r->arena, "%s,%s", xff, v);
+        xff =
+            xff == NULL ? sp_arena_strdup(r->arena, v) : sp_arena_printf(r->arena, "%s,%s", xff, v);
         if (xff == NULL) return NULL;
     }
     gw_client_ip(ip, sizeof(ip), r->g->proxies, r->ri->remote_addr, xff);
     return dup_or_null(r->arena, ip);
+}
+
+/* The GW_RAW_HEADERS the request carries, as name, value pairs ending with NULL. */
+#define GW_MAX_RAW_HEADERS 8 /* GW_RAW_HEADERS and Sp-Via */
+static void raw_headers(gw_req *r, const char **out)
+{
+    static const char *const names[] = {GW_RAW_HEADERS};
+    size_t k = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && i < GW_MAX_RAW_HEADERS; i++) {
+        const char *v = mg_get_header(r->conn, names[i]);
+        if (v == NULL || strnlen(v, GW_RAW_HEADER_MAX + 1) > GW_RAW_HEADER_MAX) continue;
+        out[k++] = names[i];
+        out[k++] = v;
+    }
+    out[k++] = "Sp-Via"; /* the service then holds the body to HTTP's rules (415) */
+    out[k++] = "http";
+    out[k] = NULL;
 }
 
 /* Sends the request on the route's subject within the route's deadline and answers the
@@ -425,8 +463,16 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
     ProtobufCMessage *out = NULL;
     Sp__V1__Error *err = NULL;
     int64_t t0 = sp_monotonic_us();
-    sp_status s = spbus_request(&out, &err, r->g->bus, subject, &ctx, in, route->reply_desc,
-                                timeout_ms, r->arena);
+    sp_status s;
+    if (route->flags & GW_RAW) {
+        const char *headers[2 * GW_MAX_RAW_HEADERS + 1];
+        raw_headers(r, headers);
+        s = spbus_request_raw(&out, &err, r->g->bus, subject, &ctx, headers, r->body, r->body_len,
+                              route->reply_desc, timeout_ms, r->arena);
+    } else {
+        s = spbus_request(&out, &err, r->g->bus, subject, &ctx, in, route->reply_desc, timeout_ms,
+                          r->arena);
+    }
     char labels[160];
     snprintf(labels, sizeof(labels), "subject=\"%s\"", subject);
     spadmin_observe("sp_bus_request_duration_seconds", labels,
@@ -463,8 +509,7 @@ static void call_and_reply(gw_req *r, const gw_route *route, const ProtobufCMess
         reply_error(r, s, msg);
         return;
     }
-    sp_log_error(r->rid, "bus_request_failed", "subject", subject, "status",
-                 sp_error_code(s));
+    sp_log_error(r->rid, "bus_request_failed", "subject", subject, "status", sp_error_code(s));
     reply_error(r, SP_ERR_INTERNAL, "internal error");
 }
 
@@ -499,12 +544,17 @@ static void serve(gw_req *r)
     spjwt_claims claims;
     memset(&claims, 0, sizeof(claims));
     /* api.md "Which error wins": 401, then 403, then the body and the query */
-    if (route->roles != 0 &&
-        (authenticate_or_reply(r, &claims) != SP_OK || check_session_or_reply(r, &claims) != SP_OK ||
-         check_role_or_reply(r, route, &claims) != SP_OK))
+    if (route->roles != 0 && (authenticate_or_reply(r, &claims) != SP_OK ||
+                              check_session_or_reply(r, &claims) != SP_OK ||
+                              check_role_or_reply(r, route, &claims) != SP_OK))
         return;
 
     ProtobufCMessage *in = NULL;
+    if (route->flags & GW_RAW) { /* the service decodes the body itself */
+        if (read_body_or_reply(r) != SP_OK) return;
+        call_and_reply(r, route, NULL, NULL);
+        return;
+    }
     if (decode_input_or_reply(r, route, &in) != SP_OK) return;
     gw_set_params(in, params, np, r->arena);
     call_and_reply(r, route, in, route->roles != 0 ? &claims : NULL);
@@ -716,8 +766,8 @@ bool gw_ready(void *user, char *why, size_t whylen)
     }
     int held = atomic_load(&g_conns_held);
     if (g->http_threads > 0 && held >= g->http_threads) {
-        snprintf(why, whylen, "public listener saturated: %d of %d workers hold a connection",
-                 held, g->http_threads);
+        snprintf(why, whylen, "public listener saturated: %d of %d workers hold a connection", held,
+                 g->http_threads);
         return false;
     }
     bool nats = spbus_connected(g->bus);

@@ -11,7 +11,8 @@
  *     the route implies);
  *   - "messages": per message full name ("sp.tenancy.v1.ClientReply"): "description",
  *     "fields" (JSON name -> schema keywords merged into the derived schema, or a "$ref"
- *     that replaces it), "set" (output: the fields never null), "required" (input).
+ *     that replaces it), "set" (output: the fields never null), "required" (input),
+ *     "open" (true: unknown fields are allowed, ignored by the service);
  * Each message becomes components.schemas.<Name> (its name in the .proto); one read as
  * input as well as written as output has a second one, <Name>Input. Who may call a route
  * and the errors its shape implies come from the table. */
@@ -185,7 +186,9 @@ static cJSON *message_schema(gen *g, const ProtobufCMessageDescriptor *d, bool o
         cJSON_AddItemToObject(o, "required", req);
     else
         cJSON_Delete(req);
-    cJSON_AddBoolToObject(o, "additionalProperties", false);
+    /* "open": a lenient payload (cameras'), whose unknown fields are ignored */
+    cJSON_AddBoolToObject(o, "additionalProperties",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(mn, "open")));
     return o;
 }
 

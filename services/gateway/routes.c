@@ -7,6 +7,7 @@
 #include "gateway.h"
 #include "sp/auth/v1/auth.pb-c.h"
 #include "sp/catalog/v1/catalog.pb-c.h"
+#include "sp/ingest/v1/ingest.pb-c.h"
 #include "sp/tenancy/v1/tenancy.pb-c.h"
 #include "spcrypto.h"
 #include "spjson.h"
@@ -89,7 +90,8 @@ static const gw_route routes[] = {
     {"PATCH", "/v1/establishments/{id}", &sp__catalog__v1__update_establishment_request__descriptor,
      &sp__catalog__v1__establishment_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN,
      GW_BODY, NULL, 0, 200},
-    {"DELETE", "/v1/establishments/{id}", &sp__catalog__v1__delete_establishment_request__descriptor,
+    {"DELETE", "/v1/establishments/{id}",
+     &sp__catalog__v1__delete_establishment_request__descriptor,
      &sp__catalog__v1__delete_establishment_reply__descriptor, GW_ROLE_ADMIN, 0, NULL, 0, 204},
     {"POST", "/v1/establishments/{id}/activate",
      &sp__catalog__v1__activate_establishment_request__descriptor,
@@ -105,7 +107,8 @@ static const gw_route routes[] = {
      &sp__catalog__v1__list_lots_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_LIST,
      "limit,cursor", 0, 200},
     {"GET", "/v1/lots/{id}", &sp__catalog__v1__get_lot_request__descriptor,
-     &sp__catalog__v1__lot_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, 0, NULL, 0, 200},
+     &sp__catalog__v1__lot_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, 0, NULL, 0,
+     200},
     {"PATCH", "/v1/lots/{id}", &sp__catalog__v1__update_lot_request__descriptor,
      &sp__catalog__v1__lot_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_BODY, NULL,
      0, 200},
@@ -165,6 +168,11 @@ static const gw_route routes[] = {
     {"GET", "/v1/audit", &sp__tenancy__v1__list_audit_request__descriptor,
      &sp__tenancy__v1__list_audit_reply__descriptor, GW_ROLE_ADMIN | GW_ROLE_CLIENT_ADMIN, GW_LIST,
      "clientId,action,from,to,limit,cursor", 0, 200},
+    /* ingest: cameras, authenticated by ingest itself (API key or HMAC over the raw body) */
+    {"POST", "/v1/events/slot-status", &sp__ingest__v1__slot_events_request__descriptor,
+     &sp__ingest__v1__ingest_reply__descriptor, 0, GW_BODY | GW_RAW, NULL, 5000, 202},
+    {"POST", "/v1/events/heartbeat", &sp__ingest__v1__heartbeat_request__descriptor,
+     &sp__ingest__v1__ingest_reply__descriptor, 0, GW_BODY | GW_RAW, NULL, 5000, 202},
 };
 
 const gw_route *gw_routes(size_t *n)
@@ -458,13 +466,18 @@ static bool check_route(const gw_route *r, char *why, size_t len)
         snprintf(why, len, "unknown role bits 0x%x", r->roles & ~(unsigned)GW_ROLES_USER);
         return false;
     }
-    unsigned flags = GW_BODY | GW_LIST | GW_BODY_OPTIONAL;
+    unsigned flags = GW_BODY | GW_LIST | GW_BODY_OPTIONAL | GW_RAW;
     if (r->flags & ~flags) {
         snprintf(why, len, "unknown flag bits 0x%x", r->flags & ~flags);
         return false;
     }
     if ((r->flags & GW_BODY_OPTIONAL) && !(r->flags & GW_BODY)) {
         snprintf(why, len, "GW_BODY_OPTIONAL without GW_BODY");
+        return false;
+    }
+    if ((r->flags & GW_RAW) && (!(r->flags & GW_BODY) || r->roles != 0 || r->query != NULL ||
+                                (r->flags & (GW_LIST | GW_BODY_OPTIONAL)))) {
+        snprintf(why, len, "GW_RAW is a public route with a body (GW_BODY) and nothing else");
         return false;
     }
     if ((r->flags & GW_BODY) &&

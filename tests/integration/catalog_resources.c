@@ -11,6 +11,7 @@
 #include "sp/v1/changed.pb-c.h"
 #include "spredis.h"
 #include "tenancy_fixture.h"
+#include "site_fixture.h"
 
 /* ---- fixture: two tenants, an app user ------------------------------------------------- */
 
@@ -29,54 +30,6 @@ static void teardown(void)
     tenant_free(&A);
     tenant_free(&B);
     account_free(&APP);
-}
-
-/* The id of what a call made (201 asserted), malloc'd. */
-static char *made_(int line, const char *path, const char *body)
-{
-    sptest_resp *r = must_(line, "POST", path, ADMIN, body, 201);
-    const char *id = sptest_jstr(r, "id");
-    ck_assert_msg(id != NULL, "line %d: no id: %s", line, r->body);
-    char *out = strdup(id);
-    sptest_resp_free(r);
-    return out;
-}
-#define MADE(p, b) made_(__LINE__, p, b)
-
-static char *new_establishment(const char *client, const char *name, const char *city)
-{
-    char body[512];
-    snprintf(body, sizeof(body), "{\"clientId\":\"%s\",\"name\":\"%s\",\"city\":\"%s\"}", client,
-             name, city);
-    return MADE("/v1/establishments", body);
-}
-
-static char *new_lot(const char *est, const char *code, const char *extra)
-{
-    char path[160], body[4096];
-    snprintf(path, sizeof(path), "/v1/establishments/%s/lots", est);
-    snprintf(body, sizeof(body), "{\"lotCode\":\"%s\"%s%s}", code, extra ? "," : "",
-             extra ? extra : "");
-    return MADE(path, body);
-}
-
-static char *new_slot(const char *lot, const char *code)
-{
-    char path[160], body[256];
-    snprintf(path, sizeof(path), "/v1/lots/%s/slots", lot);
-    snprintf(body, sizeof(body), "{\"slotCode\":\"%s\",\"slotType\":\"regular\"}", code);
-    return MADE(path, body);
-}
-
-/* A fresh name or code: unique across tests and runs, at most 'max' characters of
- * [A-Za-z0-9_-] after 'tag'. */
-static void fresh(char *out, size_t len, const char *tag, size_t max)
-{
-    static unsigned n;
-    char buf[64];
-    snprintf(buf, sizeof(buf), "%s%x%x", tag, (unsigned)getpid() & 0xfff, ++n);
-    if (strlen(buf) > max) memmove(buf, buf + strlen(buf) - max, max + 1);
-    snprintf(out, len, "%s", buf);
 }
 
 /* An establishment with a lot and a slot, all of tenant A. */

@@ -302,6 +302,61 @@ START_TEST(time_agrees_with_gmtime_and_round_trips)
 }
 END_TEST
 
+/* ---- sp_map ------------------------------------------------------------------------------ */
+
+static int g_freed;
+static void count_free(void *v)
+{
+    g_freed++;
+    free(v);
+}
+
+static bool drop_odd(const char *key, void *value, void *user)
+{
+    (void)key;
+    (void)user;
+    return *(int *)value % 2 != 0;
+}
+
+START_TEST(map_puts_gets_replaces_deletes_and_filters)
+{
+    g_freed = 0;
+    sp_map *m = sp_map_create(count_free);
+    ck_assert_ptr_nonnull(m);
+    char key[32];
+    for (int i = 0; i < 10000; i++) { /* grows past its first buckets many times */
+        int *v = malloc(sizeof(*v));
+        *v = i;
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(sp_map_put(m, key, v), SP_OK);
+    }
+    ck_assert_uint_eq(sp_map_len(m), 10000);
+    for (int i = 0; i < 10000; i += 997) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(*(int *)sp_map_get(m, key), i);
+    }
+    ck_assert_ptr_null(sp_map_get(m, "k10000"));
+    ck_assert_ptr_null(sp_map_get(m, ""));
+    int *v = malloc(sizeof(*v));
+    *v = -1;
+    ck_assert_int_eq(sp_map_put(m, "k5", v), SP_OK); /* replaced: the old value freed */
+    ck_assert_int_eq(g_freed, 1);
+    ck_assert_int_eq(*(int *)sp_map_get(m, "k5"), -1);
+    ck_assert_uint_eq(sp_map_len(m), 10000);
+    sp_map_del(m, "k6");
+    sp_map_del(m, "k6"); /* twice: no-op */
+    ck_assert_ptr_null(sp_map_get(m, "k6"));
+    ck_assert_int_eq(g_freed, 2);
+    sp_map_filter(m, drop_odd, NULL); /* the odd values go; k5 is -1: odd too */
+    ck_assert_uint_eq(sp_map_len(m), 4999);
+    ck_assert_ptr_null(sp_map_get(m, "k7"));
+    ck_assert_ptr_null(sp_map_get(m, "k5"));
+    ck_assert_int_eq(*(int *)sp_map_get(m, "k8"), 8);
+    sp_map_destroy(m);
+    ck_assert_int_eq(g_freed, 10001); /* every value given, the replaced one too */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("spcore");
@@ -317,6 +372,7 @@ int main(void)
     tcase_add_test(tc, time_formats_milliseconds_utc);
     tcase_add_test(tc, time_parses_rfc3339_variants);
     tcase_add_test(tc, time_agrees_with_gmtime_and_round_trips);
+    tcase_add_test(tc, map_puts_gets_replaces_deletes_and_filters);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(nats-server libnats-dev libpq-dev postgresql libhiredis-dev redis-server
       libcjson-dev libjwt-dev libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
       check libargon2-dev libssl-dev uuid-dev libcurl4-openssl-dev pkg-config cmake
-      gcc make clang libclang-rt-14-dev clang-tidy curl xxd nodejs nginx-light)
+      gcc make clang libclang-rt-14-dev clang-tidy curl xxd nodejs nginx-light
+      postgresql-15-partman)
 # Debian's npm conflicts with a nodejs that bundles its own npm (NodeSource's): only when missing
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

@@ -329,8 +329,9 @@ static const char *sql_give_schema =
     "   ELSE 'TABLE' END, $1::text, c.relname, $2::text)"
     " FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)"
     "   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relowner <> (SELECT oid FROM r)"
-    "   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
-    "                   AND d.objid = c.oid AND d.deptype IN ('a', 'i'))"
+    "   AND (c.relkind <> 'S' OR NOT EXISTS (SELECT 1 FROM pg_depend d"
+    "        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
+    "        AND d.deptype IN ('a', 'i')))" /* a column's sequence goes with its table */
     " UNION ALL"
     " SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $2::text) FROM pg_proc p"
     " WHERE p.pronamespace = (SELECT oid FROM ns) AND p.proowner <> (SELECT oid FROM r)"
@@ -340,10 +341,18 @@ static const char *sql_give_schema =
     "   AND (t.typtype IN ('e', 'd', 'r')"
     "        OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))";
 
+/* The process that owns a schema, when its name is not the schema's (bus.md: the
+ * projection owns "status"). */
+static const char *owner_of(const char *schema)
+{
+    return strcmp(schema, "status") == 0 ? "projection" : schema;
+}
+
 /* When SP_PG_<SERVICE>_PASSWORD is set: the role sp_<service> and its schema. Without it
  * the schema stays the migrator's (an external database whose roles are managed there). */
-static sp_status own_schema(spdb *db, const char *service)
+static sp_status own_schema(spdb *db, const char *schema)
 {
+    const char *service = owner_of(schema);
     char var[96], role[96];
     size_t n = strlen(service);
     if (n == 0 || n > 40 || strspn(service, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
@@ -355,14 +364,14 @@ static sp_status own_schema(spdb *db, const char *service)
     if (password == NULL || password[0] == '\0') return SP_OK;
     snprintf(role, sizeof role, "sp_%s", service);
 
-    const char *p[] = {service, role};
+    const char *p[] = {schema, role};
     sp_status s = spdb_begin(db);
     if (s == SP_OK) s = ensure_role(db, role, password);
     if (s == SP_OK) s = exec_built(db, sql_give_schema, 2, p);
     if (s == SP_OK) s = spdb_commit(db);
     if (s != SP_OK) {
         spdb_rollback(db);
-        return spctl_fail(s, "migrate: cannot give schema %s to role %s", service, role);
+        return spctl_fail(s, "migrate: cannot give schema %s to role %s", schema, role);
     }
     return SP_OK;
 }

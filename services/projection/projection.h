@@ -1,0 +1,68 @@
+/* projection.h -- the projection service (bus.md): consumes SP_EVENTS and applies each
+ * batch in one transaction to the current slot status, its history and the event log,
+ * writing each change to its outbox, which the kit publishes to SP_SLOT_STATUS; answers
+ * sp.status.v1.*. Internal to services/projection/. Prefix: prj_. */
+#ifndef SP_PROJECTION_H
+#define SP_PROJECTION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sp/ingest/v1/events.pb-c.h"
+#include "sp/status/v1/status.pb-c.h"
+#include "spsvc.h"
+
+#define PRJ_BATCH 256         /* events per fetch, per transaction */
+#define PRJ_ACK_WAIT_MS 30000 /* redelivery of what a crashed replica held */
+#define PRJ_MAX_ACK_PENDING 4096
+#define PRJ_CALL_MS 2000                 /* a call to catalog */
+#define PRJ_LOT_TTL_US INT64_C(60000000) /* a lot's copy is reloaded after this (bus.md) */
+#define PRJ_MAX_IDS 1000                 /* slots in one GetSlotStatuses */
+
+/* Statuses and vehicles as stored (migrations/status/0001_init.sql). */
+const char *prj_status_name(int status);   /* 0 UNKNOWN, 1 FREE, 2 OCCUPIED */
+const char *prj_vehicle_name(int vehicle); /* 0 none, 1 car, 2 moto, 3 truck */
+
+/* A growing text buffer for PostgreSQL array literals ("{a,b,NULL}"). */
+typedef struct {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} prj_arr;
+void prj_arr_start(prj_arr *a);
+void prj_arr_str(prj_arr *a, const char *v); /* quoted; NULL: NULL */
+void prj_arr_i64(prj_arr *a, int64_t v);
+void prj_arr_f64(prj_arr *a, double v, bool present);
+void prj_arr_bool(prj_arr *a, bool v);
+const char *prj_arr_end(prj_arr *a); /* the literal, or NULL on OOM */
+void prj_arr_free(prj_arr *a);
+
+typedef struct prj_svc prj_svc;
+
+/* lots.c: the copies of the lots' slots in status.slot_status, loaded from catalog. */
+typedef enum { PRJ_LOT_OK, PRJ_LOT_GONE, PRJ_LOT_UNAVAILABLE } prj_lot_state;
+/* Makes sure lot 'lot_id' is loaded and fresh ('force': reload now); on db, outside any
+ * transaction. */
+prj_lot_state prj_lot_ensure(prj_svc *p, spdb *db, const char *lot_id, bool force);
+sp_status prj_lots_start(prj_svc *p);
+void prj_lots_free(prj_svc *p);
+
+/* apply.c: the consumer of SP_EVENTS. */
+sp_status prj_apply_start(prj_svc *p);
+void prj_apply_stop(prj_svc *p);
+bool prj_apply_ready(prj_svc *p);
+
+/* status.c: sp.status.v1.* */
+void status_register(spsvc *kit);
+
+struct prj_svc {
+    spsvc *kit;
+    const char *db_url;
+    spdb *db; /* the consumer's own connection */
+    spbus_consumer *consumer;
+    pthread_mutex_t lots_mu;
+    sp_map *lots; /* lot id -> loaded time (monotonic us), or gone */
+};
+
+#endif
