@@ -1,14 +1,19 @@
 /* cameras.c -- a client's cameras: CreateCamera (bound to a key of its client, optionally
  * assigned to a lot of its client), ListCameras, GetCamera, UpdateCamera (assign, unassign
  * with "lotId": null, enable / disable, rebind to another key) and DeleteCamera (soft: the
- * code is free again). Assignments are audited. The state is UNASSIGNED or ASSIGNED here;
- * ONLINE / OFFLINE and lastSeenAt come from the heartbeats the projection keeps (next
- * issue). Ends with cameras_register(). */
+ * code is free again). Assignments are audited. The state is UNASSIGNED without a lot;
+ * with one, ONLINE / OFFLINE by when it last reported (an event or a heartbeat, kept by
+ * the projection: within its lot's unknownAfterS, 120 s when 0), ASSIGNED while it never
+ * did or the projection does not answer. Ends with cameras_register(). */
 #include <stdio.h>
 #include <string.h>
 
 #include "catalog.h"
+#include "sp/status/v1/status.pb-c.h"
 #include "spcrypto.h"
+
+/* When the cameras being answered on this worker last reported (reports_for). */
+static __thread const Sp__Status__V1__GetCameraStatusesReply *tl_seen;
 
 #define CAM_CODE_MAX 40
 
@@ -77,15 +82,33 @@ static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req
     c->has_enabled = 1;
     c->enabled = strcmp(PQgetvalue(res, row, C_ENABLED), "t") == 0;
     c->state = PQgetvalue(res, row, C_STATE);
+    for (size_t i = 0; c->lot_id != NULL && tl_seen != NULL && i < tl_seen->n_items; i++) {
+        const Sp__Status__V1__CameraStatus *st = tl_seen->items[i];
+        if (st->camera_id == NULL || strcmp(st->camera_id, c->id) != 0) continue;
+        c->state = st->online ? "ONLINE" : "OFFLINE";
+        c->has_last_seen_at = st->has_last_seen_at;
+        c->last_seen_at = st->last_seen_at;
+        break;
+    }
     c->has_created_at = c->has_updated_at = 1;
     c->created_at = spsvc_pg_int64(PQgetvalue(res, row, C_CREATED));
     c->updated_at = spsvc_pg_int64(PQgetvalue(res, row, C_UPDATED));
 }
 
+/* Asks the projection when the first n cameras of 'res' last reported (tl_seen). */
+static void reports_for(spbus_req *req, PGresult *res, int n)
+{
+    tl_seen = (const void *)cat_ask_projection(
+        req, "GetCameraStatuses", &sp__status__v1__get_camera_statuses_request__descriptor,
+        &sp__status__v1__get_camera_statuses_reply__descriptor, res, C_ID, n);
+}
+
 static sp_status reply_row(spbus_req *req, PGresult *res)
 {
     Sp__Catalog__V1__CameraReply c = SP__CATALOG__V1__CAMERA_REPLY__INIT;
+    reports_for(req, res, 1);
     from_row(&c.base, res, 0, req);
+    tl_seen = NULL;
     return spbus_reply(req, &c.base);
 }
 
@@ -199,8 +222,11 @@ static sp_status list_cameras(spbus_req *req)
                             spsvc_page_after(&pg), pg.id_s, pg.fetch_s};
     s = spdb_query(&res, db, sql_list, 6, params);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "list_cameras");
+    int rows = PQntuples(res);
+    reports_for(req, res, rows < pg.limit ? rows : pg.limit);
     spsvc_reply_page(req, &pg, res, C_CREATED, C_INTERNAL,
                      &sp__catalog__v1__list_cameras_reply__descriptor, from_row);
+    tl_seen = NULL;
     PQclear(res);
     return SP_OK;
 }

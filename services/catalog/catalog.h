@@ -107,6 +107,14 @@ sp_status cat_list_or_reply(const char **scope, spsvc_page *pg, spsvc_fields *f,
  * what it made; otherwise 409 conflict 'message' naming 'field' "already taken". */
 void cat_conflict_reply(spbus_req *req, spdb *db, const char *sql, const char *key,
                         cat_reply_fn reply, const char *message, const char *field);
+/* What the projection knows of the first n rows of 'res' (their public ids in column
+ * 'col'): sp.status.v1.<method>, whose request's field 1 is 'repeated string' ids. NULL
+ * when it does not answer within CAT_STATUS_CALL_MS (logged): the caller answers without. */
+#define CAT_STATUS_CALL_MS 1000
+ProtobufCMessage *cat_ask_projection(spbus_req *req, const char *method,
+                                     const ProtobufCMessageDescriptor *in_desc,
+                                     const ProtobufCMessageDescriptor *out_desc, PGresult *res,
+                                     int col, int n);
 /* The caller must be a platform admin or a service (admin-only routes). */
 sp_status cat_require_admin_or_reply(spbus_req *req);
 /* The caller must be a user of the platform or a client, or a service (reads). */

@@ -171,3 +171,31 @@ void cat_conflict_reply(spbus_req *req, spdb *db, const char *sql, const char *k
     if (key != NULL && cat_find_created(req, db, sql, key, reply) == SP_OK) return;
     spbus_reply_error(req, SP_ERR_CONFLICT, message, field, "already taken", NULL);
 }
+
+ProtobufCMessage *cat_ask_projection(spbus_req *req, const char *method,
+                                     const ProtobufCMessageDescriptor *in_desc,
+                                     const ProtobufCMessageDescriptor *out_desc, PGresult *res,
+                                     int col, int n)
+{
+    sp_arena *a = spbus_req_arena(req);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(in_desc, 1);
+    if (n <= 0 || f == NULL || f->label != PROTOBUF_C_LABEL_REPEATED ||
+        f->type != PROTOBUF_C_TYPE_STRING)
+        return NULL;
+    ProtobufCMessage *in = sp_arena_alloc(a, in_desc->sizeof_message);
+    char **ids = sp_arena_alloc(a, (size_t)n * sizeof(char *));
+    if (in == NULL || ids == NULL) return NULL;
+    protobuf_c_message_init(in_desc, in);
+    for (int i = 0; i < n; i++)
+        ids[i] = PQgetvalue(res, i, col);
+    *(size_t *)(void *)((char *)in + f->quantifier_offset) = (size_t)n;
+    *(char ***)(void *)((char *)in + f->offset) = ids;
+    ProtobufCMessage *out = NULL;
+    Sp__V1__Error *err = NULL;
+    sp_status s = spsvc_call(&out, &err, spsvc_bus(spsvc_of(req)), req, "status", method, in,
+                             out_desc, CAT_STATUS_CALL_MS, a);
+    if (s == SP_OK) return out;
+    sp_log_warn(spbus_req_id(req), "projection_unavailable", "method", method, "code",
+                sp_error_code(s));
+    return NULL;
+}

@@ -16,7 +16,6 @@
 /* The statuses of the slots being answered on this worker (statuses_for), read by
  * from_row. */
 static __thread const Sp__Status__V1__GetSlotStatusesReply *tl_statuses;
-#define STATUS_CALL_MS 1000
 
 #define SLOT_COLS                                                                                  \
     "s.public_id::text, l.public_id::text, s.slot_code, t.code, s.polygon::text, s.active,"        \
@@ -97,28 +96,12 @@ static void from_row(ProtobufCMessage *m, PGresult *res, int row, spbus_req *req
     s->updated_at = spsvc_pg_int64(PQgetvalue(res, row, S_UPDATED));
 }
 
-/* Asks the projection for the status of the first n rows of 'res' (tl_statuses; NULL when
- * it does not answer). */
+/* Asks the projection for the status of the first n rows of 'res' (tl_statuses). */
 static void statuses_for(spbus_req *req, PGresult *res, int n)
 {
-    tl_statuses = NULL;
-    if (n <= 0) return;
-    sp_arena *a = spbus_req_arena(req);
-    Sp__Status__V1__GetSlotStatusesRequest in = SP__STATUS__V1__GET_SLOT_STATUSES_REQUEST__INIT;
-    in.slot_ids = sp_arena_alloc(a, (size_t)n * sizeof(char *));
-    if (in.slot_ids == NULL) return;
-    for (int i = 0; i < n; i++)
-        in.slot_ids[i] = PQgetvalue(res, i, S_ID);
-    in.n_slot_ids = (size_t)n;
-    ProtobufCMessage *out = NULL;
-    Sp__V1__Error *err = NULL;
-    sp_status s =
-        spsvc_call(&out, &err, spsvc_bus(spsvc_of(req)), req, "status", "GetSlotStatuses", &in.base,
-                   &sp__status__v1__get_slot_statuses_reply__descriptor, STATUS_CALL_MS, a);
-    if (s == SP_OK)
-        tl_statuses = (const void *)out;
-    else
-        sp_log_warn(spbus_req_id(req), "slot_status_unavailable", "code", sp_error_code(s));
+    tl_statuses = (const void *)cat_ask_projection(
+        req, "GetSlotStatuses", &sp__status__v1__get_slot_statuses_request__descriptor,
+        &sp__status__v1__get_slot_statuses_reply__descriptor, res, S_ID, n);
 }
 
 static sp_status reply_row(spbus_req *req, PGresult *res)

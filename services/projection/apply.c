@@ -18,8 +18,13 @@
 
 typedef struct {
     Sp__Ingest__V1__SlotEvent *ev;
-    int previous; /* the slot's status before it, when applied */
-    bool applied, change;
+    int previous;       /* the slot's status before it, when applied */
+    int after, vehicle; /* the slot's status and vehicle after it */
+    bool applied;       /* newer than what set the status: the slot's row takes it */
+    bool change;        /* the status changes now (history, outbox) */
+    bool pend;          /* a change that waits for the lot's debounce (status.pending) */
+    bool cancel;        /* a contrary report: the slot's pending change goes */
+    int debounce_ms;    /* the lot's, for a pending change */
 } item;
 
 /* The current state of one slot, as read and as the batch moves it on. */
@@ -28,6 +33,8 @@ typedef struct {
     bool usable; /* a live, active slot */
     bool has_key;
     int status, vehicle;
+    int debounce_ms; /* the lot's */
+    int pending;     /* the status of its pending change, 0: none */
     int64_t occ;
     uint64_t seq;
     char event_id[40];
@@ -51,9 +58,12 @@ static int by_slot_then_key(const void *a, const void *b)
 }
 
 static const char *sql_lock =
-    "SELECT slot_id::text, active AND NOT deleted, status, COALESCE(vehicle, 0),"
-    " (extract(epoch FROM occurred_at) * 1000000)::bigint, sequence, event_id::text"
-    " FROM status.slot_status WHERE slot_id = ANY($1::uuid[]) ORDER BY slot_id FOR UPDATE";
+    "SELECT s.slot_id::text, s.active AND NOT s.deleted, s.status, COALESCE(s.vehicle, 0),"
+    " (extract(epoch FROM s.occurred_at) * 1000000)::bigint, s.sequence, s.event_id::text,"
+    " l.debounce_ms, COALESCE(p.status, 0)"
+    " FROM status.slot_status s JOIN status.lots l ON l.lot_id = s.lot_id"
+    " LEFT JOIN status.pending p ON p.slot_id = s.slot_id"
+    " WHERE s.slot_id = ANY($1::uuid[]) ORDER BY s.slot_id FOR UPDATE OF s";
 
 #define TS(x) "timestamptz 'epoch' + " x " * interval '1 microsecond'"
 static const char *sql_events =
@@ -78,19 +88,30 @@ static const char *sql_status =
                            "  $6::bigint[], $7::bigint[], $8::uuid[], $9::bigint[]) AS t(id, st, "
                            "v, cf, c, o, q, e, ca)"
                            " WHERE s.slot_id = t.id";
-static const char *sql_history =
-    "INSERT INTO status.slot_status_history (slot_id, lot_id, previous, status, vehicle,"
-    " confidence, event_id, occurred_at, sequence)"
-    " SELECT t.s, t.l, t.p, t.st, t.v, t.cf, t.e, " TS(
-        "t.o") ", t.q"
-               " FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::smallint[], "
-               "$5::smallint[],"
-               "  $6::real[], $7::uuid[], $8::bigint[], $9::bigint[]) AS t(s, l, p, st, v, cf, e, "
-               "o, q)";
-static const char *sql_outbox =
-    "INSERT INTO status.outbox (event_id, subject, payload)"
-    " SELECT t.e, t.s, decode(t.p, 'hex') FROM unnest($1::uuid[], $2::text[], $3::text[])"
-    "  AS t(e, s, p) ON CONFLICT (event_id) DO NOTHING";
+static const char *sql_pending =
+    "INSERT INTO status.pending (slot_id, status, vehicle, confidence, camera_id, event_id,"
+    " occurred_at, sequence, client_id, establishment_id, lot_id, slot_code, due_at)"
+    " SELECT t.s, t.st, t.v, t.cf, t.c, t.e, " TS(
+        "t.o") ", t.q, t.cl, t.es, t.l, t.code,"
+               " now() + t.d * interval '1 millisecond'"
+               " FROM unnest($1::uuid[], $2::smallint[], $3::smallint[], $4::real[], $5::uuid[],"
+               "  $6::uuid[], $7::bigint[], $8::bigint[], $9::uuid[], $10::uuid[], $11::uuid[],"
+               "  $12::text[], $13::int[]) AS t(s, st, v, cf, c, e, o, q, cl, es, l, code, d) "
+               "ORDER BY t.s"
+               " ON CONFLICT (slot_id) DO UPDATE SET status = EXCLUDED.status, vehicle = "
+               "EXCLUDED.vehicle,"
+               " confidence = EXCLUDED.confidence, camera_id = EXCLUDED.camera_id,"
+               " event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,"
+               " sequence = EXCLUDED.sequence, due_at = EXCLUDED.due_at";
+static const char *sql_unpend = "DELETE FROM status.pending WHERE slot_id = ANY($1::uuid[])";
+/* the cameras heard from: their slots stay known (the UNKNOWN timer, timers.c) */
+static const char *sql_seen =
+    "INSERT INTO status.camera_heartbeats (camera_id, client_id, lot_id, last_seen_at)"
+    " SELECT t.c, t.cl, t.l, " TS(
+        "t.r") " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
+               "  $4::bigint[]) AS t(c, cl, l, r) ORDER BY t.c"
+               " ON CONFLICT (camera_id) DO UPDATE SET last_seen_at ="
+               " GREATEST(camera_heartbeats.last_seen_at, EXCLUDED.last_seen_at)";
 static const char *sql_heartbeat =
     "INSERT INTO status.camera_heartbeats (camera_id, client_id, lot_id, last_seen_at, uptime_s,"
     " fps, temperature_c, firmware)"
@@ -136,6 +157,8 @@ static sp_status lock_slots(slot_state **out, size_t *nout, spdb *db, const item
             st[r].seq = (uint64_t)spsvc_pg_int64(PQgetvalue(res, (int)r, 5));
             snprintf(st[r].event_id, sizeof(st[r].event_id), "%s", PQgetvalue(res, (int)r, 6));
         }
+        st[r].debounce_ms = atoi(PQgetvalue(res, (int)r, 7));
+        st[r].pending = atoi(PQgetvalue(res, (int)r, 8));
     }
     free(keep); /* the strings live on in st (freed by free_states) */
     PQclear(res);
@@ -151,12 +174,16 @@ static void free_states(slot_state *st, size_t n)
     free(st);
 }
 
-/* Decides, per slot in order, which events apply and which change the status. */
+/* Decides, per slot in order, which events apply and what each does: a change of status
+ * now, or with the lot's debounce a pending change (a report of the status already pending
+ * keeps the first, which started the wait), or the cancellation of a pending change by a
+ * report of the current status. */
 static void decide(item *items, size_t n, slot_state *st, size_t nst)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        Sp__Ingest__V1__SlotEvent *ev = items[i].ev;
+        item *it = &items[i];
+        Sp__Ingest__V1__SlotEvent *ev = it->ev;
         while (k < nst && strcmp(st[k].slot_id, ev->slot_id) < 0)
             k++;
         slot_state *s = k < nst && strcmp(st[k].slot_id, ev->slot_id) == 0 ? &st[k] : NULL;
@@ -164,51 +191,30 @@ static void decide(item *items, size_t n, slot_state *st, size_t nst)
         if (s->has_key &&
             key_cmp(ev->occurred_at, ev->sequence, ev->event_id, s->occ, s->seq, s->event_id) <= 0)
             continue; /* older than what set the status, or itself again */
-        items[i].applied = true;
-        items[i].previous = s->status;
-        items[i].change = ev->status != s->status;
+        it->applied = true;
+        it->previous = s->status;
+        if (ev->status == s->status) {
+            it->cancel = s->pending != 0;
+            s->pending = 0;
+            s->vehicle = ev->vehicle;
+        } else if (s->debounce_ms > 0) {
+            it->pend = s->pending != ev->status;
+            it->debounce_ms = s->debounce_ms;
+            s->pending = ev->status;
+        } else {
+            it->change = true;
+            it->cancel = s->pending != 0; /* the lot's debounce was turned off meanwhile */
+            s->pending = 0;
+            s->status = ev->status;
+            s->vehicle = ev->vehicle;
+        }
+        it->after = s->status;
+        it->vehicle = s->vehicle;
         s->has_key = true;
-        s->status = ev->status;
-        s->vehicle = ev->vehicle;
         s->occ = ev->occurred_at;
         s->seq = ev->sequence;
         snprintf(s->event_id, sizeof(s->event_id), "%s", ev->event_id);
     }
-}
-
-/* The SlotStatusChanged of an applied change, as hex for the outbox insert. */
-static char *change_hex(const item *it, int64_t now)
-{
-    const Sp__Ingest__V1__SlotEvent *ev = it->ev;
-    Sp__Status__V1__SlotStatusChanged c = SP__STATUS__V1__SLOT_STATUS_CHANGED__INIT;
-    c.client_id = ev->client_id;
-    c.establishment_id = ev->establishment_id;
-    c.lot_id = ev->lot_id;
-    c.slot_id = ev->slot_id;
-    c.slot_code = ev->slot_code;
-    c.previous_status = (char *)prj_status_name(it->previous);
-    c.status = (char *)prj_status_name(ev->status);
-    c.vehicle = (char *)prj_vehicle_name(ev->vehicle);
-    c.has_confidence = ev->has_confidence;
-    c.confidence = ev->confidence;
-    c.has_occurred_at = c.has_recorded_at = c.has_sequence = 1;
-    c.occurred_at = ev->occurred_at;
-    c.recorded_at = now;
-    c.event_id = ev->event_id;
-    c.sequence = ev->sequence;
-    size_t len = sp__status__v1__slot_status_changed__get_packed_size(&c);
-    uint8_t *buf = malloc(len ? len : 1);
-    char *hex = malloc(len * 2 + 1);
-    if (buf == NULL || hex == NULL) {
-        free(buf);
-        free(hex);
-        return NULL;
-    }
-    sp__status__v1__slot_status_changed__pack(&c, buf);
-    spcrypto_hex(hex, buf, len);
-    hex[len * 2] = '\0';
-    free(buf);
-    return hex;
 }
 
 /* The statements of one batch of slot events, inside the caller's transaction. */
@@ -216,20 +222,13 @@ static sp_status write_events(spdb *db, item *items, size_t n)
 {
     enum { E_O, E_E, E_S, E_L, E_C, E_Q, E_P, E_ST, E_V, E_CF, E_AP, E_MN, E_MV, E_R, E_N };
     enum { U_ID, U_ST, U_V, U_CF, U_C, U_O, U_Q, U_E, U_CA, U_N };
-    enum { H_S, H_L, H_P, H_ST, H_V, H_CF, H_E, H_O, H_Q, H_N };
-    enum { X_E, X_S, X_P, X_N };
-    prj_arr e[E_N], u[U_N], h[H_N], x[X_N];
+    prj_arr e[E_N], u[U_N];
     for (int i = 0; i < E_N; i++)
         prj_arr_start(&e[i]);
     for (int i = 0; i < U_N; i++)
         prj_arr_start(&u[i]);
-    for (int i = 0; i < H_N; i++)
-        prj_arr_start(&h[i]);
-    for (int i = 0; i < X_N; i++)
-        prj_arr_start(&x[i]);
-    int64_t now = sp_now_us();
+    prj_change *ch = calloc(n, sizeof(prj_change));
     size_t nu = 0, nh = 0;
-    bool oom = false;
     for (size_t i = 0; i < n; i++) {
         const item *it = &items[i];
         const Sp__Ingest__V1__SlotEvent *ev = it->ev;
@@ -260,8 +259,8 @@ static sp_status write_events(spdb *db, item *items, size_t n)
                  changed == NULL && j-- > 0 && strcmp(items[j].ev->slot_id, ev->slot_id) == 0;)
                 if (items[j].change) changed = &items[j];
             prj_arr_str(&u[U_ID], ev->slot_id);
-            prj_arr_i64(&u[U_ST], ev->status);
-            prj_arr_i64(&u[U_V], ev->vehicle);
+            prj_arr_i64(&u[U_ST], it->after);
+            prj_arr_i64(&u[U_V], it->vehicle);
             prj_arr_f64(&u[U_CF], ev->confidence, ev->has_confidence);
             prj_arr_str(&u[U_C], ev->camera_id);
             prj_arr_i64(&u[U_O], ev->occurred_at);
@@ -273,49 +272,124 @@ static sp_status write_events(spdb *db, item *items, size_t n)
                 prj_arr_str(&u[U_CA], NULL);
             nu++;
         }
-        if (it->change) {
-            prj_arr_str(&h[H_S], ev->slot_id);
-            prj_arr_str(&h[H_L], ev->lot_id);
-            prj_arr_i64(&h[H_P], it->previous);
-            prj_arr_i64(&h[H_ST], ev->status);
-            prj_arr_i64(&h[H_V], ev->vehicle);
-            prj_arr_f64(&h[H_CF], ev->confidence, ev->has_confidence);
-            prj_arr_str(&h[H_E], ev->event_id);
-            prj_arr_i64(&h[H_O], ev->occurred_at);
-            prj_arr_i64(&h[H_Q], (int64_t)ev->sequence);
-            char subject[256];
-            snprintf(subject, sizeof(subject), "sp.slot-status.v1.%s.%s.%s.%s", ev->client_id,
-                     ev->establishment_id, ev->lot_id, ev->slot_code);
-            char *hex = change_hex(it, now);
-            oom = oom || hex == NULL;
-            prj_arr_str(&x[X_E], ev->event_id);
-            prj_arr_str(&x[X_S], subject);
-            prj_arr_str(&x[X_P], hex != NULL ? hex : "");
-            free(hex);
-            nh++;
-        }
+        if (it->change && ch != NULL)
+            ch[nh++] = (prj_change){.slot_id = ev->slot_id,
+                                    .lot_id = ev->lot_id,
+                                    .client_id = ev->client_id,
+                                    .establishment_id = ev->establishment_id,
+                                    .slot_code = ev->slot_code,
+                                    .event_id = ev->event_id,
+                                    .previous = it->previous,
+                                    .status = ev->status,
+                                    .vehicle = ev->vehicle,
+                                    .has_confidence = ev->has_confidence,
+                                    .confidence = ev->confidence,
+                                    .occurred_at = ev->occurred_at,
+                                    .sequence = ev->sequence};
     }
-    const char *pe[E_N], *pu[U_N], *ph[H_N], *px[X_N];
+    const char *pe[E_N], *pu[U_N];
+    bool oom = ch == NULL;
     for (int i = 0; i < E_N; i++)
         oom = oom || (pe[i] = prj_arr_end(&e[i])) == NULL;
     for (int i = 0; i < U_N; i++)
         oom = oom || (pu[i] = prj_arr_end(&u[i])) == NULL;
-    for (int i = 0; i < H_N; i++)
-        oom = oom || (ph[i] = prj_arr_end(&h[i])) == NULL;
-    for (int i = 0; i < X_N; i++)
-        oom = oom || (px[i] = prj_arr_end(&x[i])) == NULL;
     sp_status s = oom ? SP_ERR_INTERNAL : spdb_exec(db, sql_events, E_N, pe);
     if (s == SP_OK && nu > 0) s = spdb_exec(db, sql_status, U_N, pu);
-    if (s == SP_OK && nh > 0) s = spdb_exec(db, sql_history, H_N, ph);
-    if (s == SP_OK && nh > 0) s = spdb_exec(db, sql_outbox, X_N, px);
+    if (s == SP_OK) s = prj_write_changes(db, ch, nh);
+    free(ch);
     for (int i = 0; i < E_N; i++)
         prj_arr_free(&e[i]);
     for (int i = 0; i < U_N; i++)
         prj_arr_free(&u[i]);
-    for (int i = 0; i < H_N; i++)
-        prj_arr_free(&h[i]);
-    for (int i = 0; i < X_N; i++)
-        prj_arr_free(&x[i]);
+    return s;
+}
+
+/* The slots' pending changes as the batch leaves them: the last pending change of a slot
+ * waits (from now), a slot whose last word was a contrary report has none. */
+static sp_status write_pending(spdb *db, const item *items, size_t n)
+{
+    enum { P_S, P_ST, P_V, P_CF, P_C, P_E, P_O, P_Q, P_CL, P_ES, P_L, P_CODE, P_D, P_N };
+    prj_arr p[P_N], del;
+    for (int i = 0; i < P_N; i++)
+        prj_arr_start(&p[i]);
+    prj_arr_start(&del);
+    size_t np = 0, nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        const item *it = &items[i];
+        if (!it->pend && !it->cancel) continue;
+        bool last = true; /* no later pend or cancel of the same slot */
+        for (size_t j = i + 1; last && j < n && strcmp(items[j].ev->slot_id, it->ev->slot_id) == 0;
+             j++)
+            last = !items[j].pend && !items[j].cancel;
+        if (!last) continue;
+        const Sp__Ingest__V1__SlotEvent *ev = it->ev;
+        if (it->cancel) {
+            prj_arr_str(&del, ev->slot_id);
+            nd++;
+            continue;
+        }
+        prj_arr_str(&p[P_S], ev->slot_id);
+        prj_arr_i64(&p[P_ST], ev->status);
+        prj_arr_i64(&p[P_V], ev->vehicle);
+        prj_arr_f64(&p[P_CF], ev->confidence, ev->has_confidence);
+        prj_arr_str(&p[P_C], ev->camera_id);
+        prj_arr_str(&p[P_E], ev->event_id);
+        prj_arr_i64(&p[P_O], ev->occurred_at);
+        prj_arr_i64(&p[P_Q], (int64_t)ev->sequence);
+        prj_arr_str(&p[P_CL], ev->client_id);
+        prj_arr_str(&p[P_ES], ev->establishment_id);
+        prj_arr_str(&p[P_L], ev->lot_id);
+        prj_arr_str(&p[P_CODE], ev->slot_code);
+        prj_arr_i64(&p[P_D], it->debounce_ms);
+        np++;
+    }
+    const char *pp[P_N], *pd[1];
+    bool oom = (pd[0] = prj_arr_end(&del)) == NULL;
+    for (int i = 0; i < P_N; i++)
+        oom = (pp[i] = prj_arr_end(&p[i])) == NULL || oom;
+    sp_status s = oom ? SP_ERR_INTERNAL : SP_OK;
+    if (s == SP_OK && nd > 0) s = spdb_exec(db, sql_unpend, 1, pd);
+    if (s == SP_OK && np > 0) s = spdb_exec(db, sql_pending, P_N, pp);
+    for (int i = 0; i < P_N; i++)
+        prj_arr_free(&p[i]);
+    prj_arr_free(&del);
+    return s;
+}
+
+/* Each camera of the batch was heard from at its latest event's arrival. */
+static sp_status write_seen(spdb *db, const item *items, size_t n)
+{
+    const Sp__Ingest__V1__SlotEvent **cams = calloc(n, sizeof(Sp__Ingest__V1__SlotEvent *));
+    if (cams == NULL) return SP_ERR_INTERNAL;
+    size_t nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Sp__Ingest__V1__SlotEvent *ev = items[i].ev;
+        if (ev->camera_id == NULL) continue;
+        size_t j = 0;
+        while (j < nc && strcmp(cams[j]->camera_id, ev->camera_id) != 0)
+            j++;
+        if (j == nc)
+            cams[nc++] = ev;
+        else if (ev->received_at > cams[j]->received_at)
+            cams[j] = ev;
+    }
+    prj_arr a[4];
+    for (int i = 0; i < 4; i++)
+        prj_arr_start(&a[i]);
+    for (size_t j = 0; j < nc; j++) {
+        prj_arr_str(&a[0], cams[j]->camera_id);
+        prj_arr_str(&a[1], cams[j]->client_id);
+        prj_arr_str(&a[2], cams[j]->lot_id);
+        prj_arr_i64(&a[3], cams[j]->received_at);
+    }
+    const char *p[4];
+    bool oom = false;
+    for (int i = 0; i < 4; i++)
+        oom = (p[i] = prj_arr_end(&a[i])) == NULL || oom;
+    sp_status s = oom ? SP_ERR_INTERNAL : nc > 0 ? spdb_exec(db, sql_seen, 4, p) : SP_OK;
+    for (int i = 0; i < 4; i++)
+        prj_arr_free(&a[i]);
+    free(cams);
     return s;
 }
 
@@ -398,6 +472,8 @@ static void on_batch(void *user, spbus_js_msg *msgs, size_t n)
     if (s == SP_OK) {
         decide(items, ni, st, nst);
         if (ni > 0) s = write_events(p->db, items, ni);
+        if (s == SP_OK && ni > 0) s = write_pending(p->db, items, ni);
+        if (s == SP_OK && ni > 0) s = write_seen(p->db, items, ni);
     }
     for (size_t i = 0; s == SP_OK && i < nh; i++)
         s = write_heartbeat(p->db, hbs[i]);

@@ -1,5 +1,6 @@
 /* main.c -- the projection service on the service kit (libs/spsvc): the consumer of
- * SP_EVENTS (apply.c) with its copies of the lots (lots.c), sp.status.v1.* (status.c),
+ * SP_EVENTS (apply.c) with its copies of the lots (lots.c), the debounce and UNKNOWN timers
+ * (timers.c), sp.status.v1.* (status.c),
  * and slot-status changes published from status.outbox by the kit's outbox publisher. */
 #include <stdio.h>
 
@@ -14,6 +15,8 @@ static sp_status start(spsvc *kit)
     sp_status s = prj_lots_start(&g_prj);
     if (s != SP_OK) return s;
     status_register(kit);
+    s = prj_timers_start(&g_prj);
+    if (s != SP_OK) return s;
     return prj_apply_start(&g_prj);
 }
 
@@ -21,6 +24,7 @@ static void stop(spsvc *kit)
 {
     (void)kit;
     prj_apply_stop(&g_prj);
+    prj_timers_stop(&g_prj);
     prj_lots_free(&g_prj);
 }
 

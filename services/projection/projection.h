@@ -38,6 +38,19 @@ void prj_arr_bool(prj_arr *a, bool v);
 const char *prj_arr_end(prj_arr *a); /* the literal, or NULL on OOM */
 void prj_arr_free(prj_arr *a);
 
+/* A change of a slot's status: a history row and an outbox row (SlotStatusChanged on
+ * sp.slot-status.v1.<clientId>.<establishmentId>.<lotId>.<slotCode>, Nats-Msg-Id =
+ * event_id), written by changes.c inside the caller's transaction. */
+typedef struct {
+    const char *slot_id, *lot_id, *client_id, *establishment_id, *slot_code, *event_id;
+    int previous, status, vehicle;
+    bool has_confidence;
+    double confidence;
+    int64_t occurred_at; /* us */
+    uint64_t sequence;
+} prj_change;
+sp_status prj_write_changes(spdb *db, const prj_change *c, size_t n);
+
 typedef struct prj_svc prj_svc;
 
 /* lots.c: the copies of the lots' slots in status.slot_status, loaded from catalog. */
@@ -53,6 +66,12 @@ sp_status prj_apply_start(prj_svc *p);
 void prj_apply_stop(prj_svc *p);
 bool prj_apply_ready(prj_svc *p);
 
+/* timers.c: pending changes applied once they held (debounce) and the slots of silent
+ * cameras turned UNKNOWN, in every replica (rows taken with SKIP LOCKED). */
+#define PRJ_TIMER_MS 200
+sp_status prj_timers_start(prj_svc *p);
+void prj_timers_stop(prj_svc *p);
+
 /* status.c: sp.status.v1.* */
 void status_register(spsvc *kit);
 
@@ -62,7 +81,9 @@ struct prj_svc {
     spdb *db; /* the consumer's own connection */
     spbus_consumer *consumer;
     pthread_mutex_t lots_mu;
-    sp_map *lots; /* lot id -> loaded time (monotonic us), or gone */
+    sp_map *lots;   /* lot id -> loaded time (monotonic us), or gone */
+    spdb *timer_db; /* the timers' own connection */
+    sp_task *timer;
 };
 
 #endif

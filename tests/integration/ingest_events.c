@@ -37,7 +37,8 @@ static char *slot_path(const char *lot)
     return p;
 }
 
-static site new_site(const tenant *t)
+/* A site whose lot has the settings 'lot_extra' ("\"debounceMs\":600", or NULL). */
+static site new_site_with(const tenant *t, const char *lot_extra)
 {
     site s;
     char name[64], code[24], body[512];
@@ -46,7 +47,7 @@ static site new_site(const tenant *t)
     fresh(code, sizeof(code), "IN", 20);
     fresh(s.cam_code, sizeof(s.cam_code), "CAM-", 40);
     s.est = new_establishment(t->id, name, "Campinas");
-    s.lot = new_lot(s.est, code, NULL);
+    s.lot = new_lot(s.est, code, lot_extra);
     for (int i = 0; i < NSLOTS; i++) {
         snprintf(code, sizeof(code), "A%d", i + 1);
         s.slot[i] = new_slot(s.lot, code);
@@ -70,6 +71,11 @@ static site new_site(const tenant *t)
              s.cam_code, t->id, s.key, s.lot);
     s.cam = made_(__LINE__, "/v1/cameras", body);
     return s;
+}
+
+static site new_site(const tenant *t)
+{
+    return new_site_with(t, NULL);
 }
 
 static void site_free(site *s)
@@ -830,6 +836,139 @@ static void teardown(void)
     tenant_free(&OTHER);
 }
 
+/* The status of slot 'code' now, as the catalog answers it (malloc'd). */
+static char *slot_status_now(const site *s, const char *code)
+{
+    char *out = NULL;
+    sptest_resp *r = MUST("GET", slot_path(s->lot), ADMIN, NULL, 200);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r->json, "items"))
+    {
+        if (strcmp(item_str(it, "slotCode"), code) == 0) out = strdup(item_str(it, "status"));
+    }
+    sptest_resp_free(r);
+    ck_assert_ptr_nonnull(out);
+    return out;
+}
+
+static void assert_status_(int line, const site *s, const char *code, const char *want)
+{
+    char *now = slot_status_now(s, code);
+    ck_assert_msg(strcmp(now, want) == 0, "line %d: %s is %s, not %s", line, code, now, want);
+    free(now);
+}
+#define ASSERT_STATUS(s, c, w) assert_status_(__LINE__, s, c, w)
+
+static void post_one(const site *s, const char *slot, const char *status, long long offset_ms)
+{
+    char at[40];
+    iso_at(at, sizeof(at), offset_ms);
+    char *it = item(slot, status, at, NULL);
+    char *b = batch(s, it);
+    sptest_resp *r = post_events(s, AUTH_KEY, b);
+    EXPECT_COUNTS(r, 1, 0, 0);
+    sptest_resp_free(r);
+    free(it);
+    free(b);
+}
+
+/* debounceMs 700: a change shows only once it held that long; a contrary report in
+ * between cancels it, and history holds only what was applied. */
+START_TEST(debounce_holds_changes_and_contrary_reports_cancel_them)
+{
+    site s = new_site_with(&T, "\"debounceMs\":700");
+    post_one(&s, "A1", "OCCUPIED", -50);
+    usleep(300 * 1000);
+    ASSERT_STATUS(&s, "A1", "UNKNOWN"); /* pending */
+    ck_assert(slot_becomes(&s, "A1", "OCCUPIED", NULL));
+    post_one(&s, "A1", "FREE", -20);     /* pending FREE */
+    post_one(&s, "A1", "OCCUPIED", -10); /* back: cancels it */
+    usleep(1500 * 1000);
+    ASSERT_STATUS(&s, "A1", "OCCUPIED");
+    static const char *hist =
+        "SELECT count(*) FROM status.slot_status_history WHERE slot_id = $1::uuid";
+    ck_assert_int_eq(db_count(hist, s.slot[0]), 1);
+    wait_events_logged(s.slot[0], 3);
+    ck_assert_int_eq(
+        db_count("SELECT count(*) FROM status.pending WHERE slot_id = $1::uuid", s.slot[0]), 0);
+    site_free(&s);
+}
+END_TEST
+
+/* unknownAfterS 1: heartbeats keep the camera ONLINE and its slots known; once it falls
+ * silent its slots turn UNKNOWN and it is OFFLINE; its next report sets them again. */
+START_TEST(silent_cameras_slots_turn_unknown_and_come_back)
+{
+    site s = new_site_with(&T, "\"unknownAfterS\":1");
+    char cam[160], body[160];
+    snprintf(cam, sizeof(cam), "/v1/cameras/%s", s.cam);
+    sptest_resp *r = MUST("GET", cam, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "state"), "ASSIGNED"); /* never reported */
+    sptest_resp_free(r);
+    post_one(&s, "A2", "OCCUPIED", -10);
+    ck_assert(slot_becomes(&s, "A2", "OCCUPIED", NULL));
+    snprintf(body, sizeof(body), "{\"hardwareCode\":\"%s\"}", s.cam_code);
+    for (int i = 0; i < 6; i++) { /* 2.4 s of heartbeats */
+        r = post_as(&s, "/v1/events/heartbeat", AUTH_KEY, 0, body, "application/json");
+        EXPECT_COUNTS(r, 1, 0, 0);
+        sptest_resp_free(r);
+        usleep(400 * 1000);
+    }
+    ASSERT_STATUS(&s, "A2", "OCCUPIED");
+    r = MUST("GET", cam, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "state"), "ONLINE");
+    ck_assert(matches(RFC3339_MS, sptest_jstr(r, "lastSeenAt")));
+    sptest_resp_free(r);
+    ck_assert_msg(slot_becomes(&s, "A2", "UNKNOWN", NULL), "A2 stayed known");
+    r = MUST("GET", cam, ADMIN, NULL, 200);
+    ck_assert_str_eq(sptest_jstr(r, "state"), "OFFLINE");
+    sptest_resp_free(r);
+    ASSERT_STATUS(&s, "A1", "UNKNOWN"); /* never reported: untouched */
+    post_one(&s, "A2", "OCCUPIED", 0);
+    ck_assert(slot_becomes(&s, "A2", "OCCUPIED", NULL));
+    static const char *hist =
+        "SELECT count(*) FROM status.slot_status_history WHERE slot_id = $1::uuid";
+    ck_assert_int_eq(db_count(hist, s.slot[1]), 3); /* OCC, UNKNOWN, OCC */
+    site_free(&s);
+}
+END_TEST
+
+/* spctl camsim makes its cameras through catalog and drives them over HTTP and NATS: the
+ * lot's slots get reported, and the cameras are ONLINE. */
+START_TEST(camsim_drives_cameras_over_http_and_nats)
+{
+    site s = new_site(&T);
+    char url[160];
+    snprintf(url, sizeof(url), "--url=%s", E->base_url);
+    const char *http[] = {"camsim", "--lot",      s.lot, "--cameras", "2", "--rate",
+                          "20",     "--duration", "3",   url,         NULL};
+    ck_assert_int_eq(run_spctl(http), 0);
+    const char *nats[] = {"camsim", "--lot",      s.lot, "--cameras", "2", "--rate",
+                          "20",     "--duration", "2",   "--nats",    NULL};
+    ck_assert_int_eq(run_spctl(nats), 0); /* the same cameras again, with new keys */
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/cameras?clientId=%s&lotId=%s", T.id, s.lot);
+    int online = 0;
+    for (int i = 0; i < 50 && online < 2; i++) {
+        sptest_resp *r = MUST("GET", path, ADMIN, NULL, 200);
+        online = count_where(cJSON_GetObjectItemCaseSensitive(r->json, "items"), "state", "ONLINE");
+        sptest_resp_free(r);
+        if (online < 2) usleep(100 * 1000);
+    }
+    ck_assert_int_eq(online, 2); /* SIM-...-1 and -2; the site's own camera never reported */
+    sptest_resp *r = MUST("GET", slot_path(s.lot), ADMIN, NULL, 200);
+    int unknown =
+        count_where(cJSON_GetObjectItemCaseSensitive(r->json, "items"), "status", "UNKNOWN");
+    sptest_resp_free(r);
+    ck_assert_msg(unknown < NSLOTS + 1, "no slot was reported");
+    ck_assert_int_gt(db_count("SELECT count(*) FROM status.slot_status_events WHERE lot_id ="
+                              " $1::uuid AND model_name = 'camsim'",
+                              s.lot),
+                     20);
+    site_free(&s);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest_events");
@@ -846,10 +985,12 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, repeats_and_shuffles_end_in_the_ordered_state);
     tcase_add_test(tc, nats_camera_and_subscriber);
     tcase_add_test(tc, heartbeats_over_http);
+    tcase_add_test(tc, debounce_holds_changes_and_contrary_reports_cancel_them);
+    tcase_add_test(tc, silent_cameras_slots_turn_unknown_and_come_back);
+    tcase_add_test(tc, camsim_drives_cameras_over_http_and_nats);
     suite_add_tcase(s, tc);
     return s;
 }
-
 
 int main(void)
 {

@@ -324,6 +324,17 @@ if [ "${SP_DEMO:-1}" != 0 ] && [[ " ${STARTED[*]} " == *" catalog "* ]] && [[ " 
   # shellcheck disable=SC1090
   demo_line=$(. "$DEMO_FILE" && printf '  demo         lot %s (Demo Mall, P1, 40 slots), client %s\n               camera CAM-DEMO-01, X-API-Key %s' \
     "$SP_DEMO_LOT_ID" "$SP_DEMO_CLIENT_ID" "$SP_DEMO_API_KEY")
+  # the demo camera, driven by the simulator: a car arrives or leaves every second or so
+  if [[ " ${STARTED[*]} " == *" ingest "* ]] && [ -x "$BUILD/gateway" ]; then
+    demo_lot=$(. "$DEMO_FILE" && echo "$SP_DEMO_LOT_ID")
+    demo_key=$(. "$DEMO_FILE" && echo "$SP_DEMO_API_KEY")
+    say "starting camsim on the demo lot (log $LOG/camsim.log)"
+    start_bg camsim "$LOG/camsim.log" env SP_NATS_URL="$NATS_URL" SP_NATS_USER=spctl \
+      SP_NATS_PASSWORD="$SP_NATS_SPCTL_PASSWORD" SP_CAMSIM_API_KEY="$demo_key" \
+      SP_CAMSIM_URL="http://127.0.0.1:$HTTP_PORT" \
+      "$SPCTL" camsim --lot "$demo_lot" --camera CAM-DEMO-01 --rate "${SP_CAMSIM_RATE:-1}"
+    demo_line+=$'\n               animated by spctl camsim (SP_CAMSIM_RATE changes a second, default 1)'
+  fi
 fi
 
 # ---- summary -----------------------------------------------------------------------------------

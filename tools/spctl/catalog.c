@@ -66,6 +66,26 @@ static sp_status new_camera(Sp__Catalog__V1__CameraReply **out, session *s, cons
                       &in.base, &sp__catalog__v1__camera_reply__descriptor, key, s->a);
 }
 
+sp_status spctl_fresh_camera(Sp__Catalog__V1__CameraReply **cam,
+                             Sp__Catalog__V1__CreateApiKeyReply **key, spbus *bus, sp_arena *a,
+                             const char *cmd, const char *client, const char *code, const char *lot,
+                             const char *idem)
+{
+    session s = {.bus = bus, .a = a};
+    spcrypto_uuid_v4(s.rid);
+    sp_status st = new_key(key, &s, cmd, client, code);
+    if (st == SP_OK) st = new_camera(cam, &s, cmd, client, code, (*key)->id, lot, idem);
+    if (st == SP_OK && strcmp((*cam)->api_key_id, (*key)->id) != 0) {
+        /* made before: the camera keeps its id and takes the new key */
+        Sp__Catalog__V1__UpdateCameraRequest up = SP__CATALOG__V1__UPDATE_CAMERA_REQUEST__INIT;
+        up.id = (*cam)->id;
+        up.api_key_id = (*key)->id;
+        st = spctl_call((ProtobufCMessage **)cam, s.bus, cmd, s.rid, "catalog", "UpdateCamera",
+                        &up.base, &sp__catalog__v1__camera_reply__descriptor, NULL, s.a);
+    }
+    return st;
+}
+
 sp_status spctl_create_api_key(int argc, char **argv)
 {
     const char *client = NULL, *name = NULL;
@@ -232,19 +252,9 @@ sp_status spctl_demo_seed(int argc, char **argv)
     Sp__Catalog__V1__CameraReply *cam = NULL;
     st = demo_client(&c, &s);
     if (st == SP_OK) st = demo_site(&e, &l, &s, c->id);
-    if (st == SP_OK) st = new_key(&k, &s, "demo-seed", c->id, "Demo camera");
     if (st == SP_OK)
-        st = new_camera(&cam, &s, "demo-seed", c->id, "CAM-DEMO-01", k->id, l->id,
-                        "spctl-demo-seed:camera");
-    if (st == SP_OK && strcmp(cam->api_key_id, k->id) != 0) {
-        /* seeded before: the camera keeps its id and takes the new key */
-        Sp__Catalog__V1__UpdateCameraRequest up = SP__CATALOG__V1__UPDATE_CAMERA_REQUEST__INIT;
-        up.id = cam->id;
-        up.api_key_id = k->id;
-        st = spctl_call((ProtobufCMessage **)&cam, s.bus, "demo-seed", s.rid, "catalog",
-                        "UpdateCamera", &up.base, &sp__catalog__v1__camera_reply__descriptor, NULL,
-                        s.a);
-    }
+        st = spctl_fresh_camera(&cam, &k, s.bus, s.a, "demo-seed", c->id, "CAM-DEMO-01", l->id,
+                                "spctl-demo-seed:camera");
     if (st == SP_OK) {
         const demo d = {c->id, e->id, l->id, cam->id, k->id, k->api_key};
         st = spctl_write_atomic(out, 0600, write_demo, &d);

@@ -20,6 +20,7 @@ static const spctl_cmd cmds[] = {
     {"create-api-key", spctl_create_api_key, "create an API key of a client (printed once)"},
     {"create-camera", spctl_create_camera, "create a camera of a client, bound to a key"},
     {"demo-seed", spctl_demo_seed, "seed the demo client, site, lot, camera and key"},
+    {"camsim", spctl_camsim, "simulate cameras reporting a lot's slots and heartbeats"},
 };
 
 static void usage(FILE *f)

@@ -22,6 +22,7 @@ sp_status spctl_create_client(int argc, char **argv);
 sp_status spctl_create_api_key(int argc, char **argv);
 sp_status spctl_create_camera(int argc, char **argv);
 sp_status spctl_demo_seed(int argc, char **argv);
+sp_status spctl_camsim(int argc, char **argv);
 
 /* Creates or updates the JetStream streams of bus.md (streams.c); prints a line per
  * stream it created. user/password may be NULL. */
@@ -68,6 +69,16 @@ sp_status spctl_call(struct ProtobufCMessage **out, struct spbus *bus, const cha
                      const struct ProtobufCMessage *in,
                      const struct ProtobufCMessageDescriptor *reply_desc, const char *key,
                      sp_arena *a);
+
+struct Sp__Catalog__V1__CameraReply;
+struct Sp__Catalog__V1__CreateApiKeyReply;
+/* Camera 'code' of 'client' on 'lot' with a new API key (*key holds its secret, once):
+ * created under the idempotency key 'idem', or found and given the new key when it was
+ * made before (catalog.c). */
+sp_status spctl_fresh_camera(struct Sp__Catalog__V1__CameraReply **cam,
+                             struct Sp__Catalog__V1__CreateApiKeyReply **key, struct spbus *bus,
+                             sp_arena *a, const char *cmd, const char *client, const char *code,
+                             const char *lot, const char *idem);
 
 /* getenv, with NULL for an unset or empty variable. */
 const char *spctl_env(const char *name);
