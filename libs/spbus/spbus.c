@@ -1853,6 +1853,41 @@ static void consumer_deliver(spbus_consumer *c, natsMsgList *list)
     }
 }
 
+/* natsSubscription_Fetch of cnats 3.4 overflows its array when the subscription already
+ * holds more than half a batch of messages (the leftovers of an earlier pull request: it
+ * then waits for "batch - held" messages while counting from "held"). Those are taken one
+ * by one instead (a fetch of 1 takes a held message without asking the server), then a
+ * fetch asks for a batch with nothing held. */
+static natsStatus fetch_batch(natsMsgList *list, spbus_consumer *c, jsErrCode *jerr)
+{
+    int held = 0;
+    memset(list, 0, sizeof(*list));
+    if (natsSubscription_GetPending(c->sub, &held, NULL) != NATS_OK || held <= 0)
+        return natsSubscription_Fetch(list, c->sub, c->batch, c->fetch_wait_ms, jerr);
+    int want = held < c->batch ? held : c->batch;
+    natsMsg **msgs = calloc((size_t)want, sizeof(natsMsg *));
+    if (msgs == NULL) return NATS_NO_MEMORY;
+    int n = 0;
+    natsStatus ns = NATS_OK;
+    while (n < want) {
+        natsMsgList one = {0};
+        ns = natsSubscription_Fetch(&one, c->sub, 1, n == 0 ? c->fetch_wait_ms : 1, jerr);
+        if (ns != NATS_OK) break;
+        for (int i = 0; i < one.Count && n < want; i++) {
+            msgs[n++] = one.Msgs[i];
+            one.Msgs[i] = NULL;
+        }
+        natsMsgList_Destroy(&one); /* the array, and any message past 'want' */
+    }
+    if (n == 0) {
+        free(msgs);
+        return ns != NATS_OK ? ns : NATS_TIMEOUT;
+    }
+    list->Msgs = msgs; /* natsMsgList_Destroy frees it with free(), as cnats allocates */
+    list->Count = n;
+    return NATS_OK;
+}
+
 static void *consumer_main(void *arg)
 {
     spbus_consumer *c = arg;
@@ -1883,7 +1918,7 @@ static void *consumer_main(void *arg)
         }
         natsMsgList list = {0};
         jsErrCode jerr = 0;
-        natsStatus ns = natsSubscription_Fetch(&list, c->sub, c->batch, c->fetch_wait_ms, &jerr);
+        natsStatus ns = fetch_batch(&list, c, &jerr);
         if (ns == NATS_OK) {
             consumer_deliver(c, &list);
             natsMsgList_Destroy(&list);
