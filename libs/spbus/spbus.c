@@ -912,6 +912,22 @@ sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size
                : SP_ERR_UNAVAILABLE;
 }
 
+bool spbus_stream_exists(spbus *b, const char *stream)
+{
+    natsConnection *nc = b != NULL && stream != NULL ? pick_conn(b) : NULL;
+    if (nc == NULL) return false;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    bool ok = natsConnection_JetStream(&js, nc, &jo) == NATS_OK &&
+              js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    return ok;
+}
+
 /* ---- JetStream: a batch of asynchronous publishes, acked together ----------------------- */
 
 /* One JetStream context with an ack handler that counts: its owner publishes one batch at

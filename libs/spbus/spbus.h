@@ -120,6 +120,10 @@ sp_status spbus_publish(spbus *b, const char *subject, const void *data, size_t 
 sp_status spbus_js_publish(spbus *b, const char *subject, const void *data, size_t len,
                            const char *msg_id, int timeout_ms);
 
+/* Whether JetStream has stream 'stream' (asks the server, at most 2 s): for /readyz. The
+ * NATS user needs publish on $JS.API.STREAM.INFO.<stream>. */
+bool spbus_stream_exists(spbus *b, const char *stream);
+
 /* A batch of JetStream publishes acknowledged together (ingest: the 202 of a camera's
  * batch leaves only once each of its events is in the stream). One per thread: a batch
  * owns its JetStream context while it publishes. Created on connection index % the bus's

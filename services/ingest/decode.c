@@ -4,6 +4,7 @@
  * NATS). Which one: the SPBUS_H_* headers and Content-Type (ing_decode_*). */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -15,7 +16,7 @@
 
 /* The body's form: JSON when the gateway forwarded it (Sp-Via: http; then it must say
  * application/json) or a NATS camera says application/json; protobuf otherwise. */
-typedef enum { FORM_JSON, FORM_PROTOBUF, FORM_UNSUPPORTED } body_form;
+#define FORM_UNSUPPORTED (-1)
 
 static bool is_type(const char *ct, const char *want)
 {
@@ -28,30 +29,40 @@ static bool is_type(const char *ct, const char *want)
     return n == k && strncasecmp(ct, want, k) == 0;
 }
 
-static body_form form_of(spbus_req *req)
+static int form_of(spbus_req *req)
 {
     const char *ct = spbus_req_header(req, "Content-Type");
     const char *via = spbus_req_header(req, ING_H_VIA);
-    if (is_type(ct, "application/json")) return FORM_JSON;
+    if (is_type(ct, "application/json")) return ING_FORM_JSON;
     if (via != NULL && strcmp(via, "http") == 0) return FORM_UNSUPPORTED;
     if (ct == NULL || is_type(ct, "application/protobuf") || is_type(ct, "application/x-protobuf"))
-        return FORM_PROTOBUF;
+        return ING_FORM_PROTOBUF;
     return FORM_UNSUPPORTED;
 }
 
-static sp_status parse_json_or_reply(cJSON **out, spbus_req *req)
+static sp_status unsupported(spbus_req *req)
 {
-    size_t len = 0;
-    const char *body = spbus_req_payload(req, &len);
-    char why[160] = "";
+    return spsvc_fail(req, SP_ERR_UNSUPPORTED_MEDIA_TYPE,
+                      "the body must be application/json (or protobuf over NATS)");
+}
+
+/* The body as a JSON object: SP_ERR_MALFORMED_JSON with the reason in why otherwise. */
+static sp_status parse_json(cJSON **out, const char *body, size_t len, char *why, size_t whylen)
+{
     *out = NULL;
-    if (len == 0) return spsvc_fail(req, SP_ERR_MALFORMED_JSON, "a JSON object body is required");
-    if (spjson_parse(out, body, len, JSON_DEPTH, why, sizeof(why)) != SP_OK)
-        return spsvc_fail(req, SP_ERR_MALFORMED_JSON, why[0] ? why : "malformed JSON");
+    if (len == 0) {
+        snprintf(why, whylen, "a JSON object body is required");
+        return SP_ERR_MALFORMED_JSON;
+    }
+    if (spjson_parse(out, body, len, JSON_DEPTH, why, whylen) != SP_OK) {
+        if (why[0] == '\0') snprintf(why, whylen, "malformed JSON");
+        return SP_ERR_MALFORMED_JSON;
+    }
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;
-        return spsvc_fail(req, SP_ERR_MALFORMED_JSON, "the body must be a JSON object");
+        snprintf(why, whylen, "the body must be a JSON object");
+        return SP_ERR_MALFORMED_JSON;
     }
     return SP_OK;
 }
@@ -198,23 +209,18 @@ static long unknown_of(const ProtobufCMessage *m)
     return m != NULL ? (long)m->n_unknown_fields : 0;
 }
 
-sp_status ing_decode_events_or_reply(ing_events_in *out, spbus_req *req)
+sp_status ing_events_decode(ing_events_in *out, spsvc_fields *f, ing_form form, const void *body,
+                            size_t len, sp_arena *a, char *why, size_t whylen)
 {
-    sp_arena *a = spbus_req_arena(req);
     memset(out, 0, sizeof(*out));
-    body_form form = form_of(req);
-    if (form == FORM_UNSUPPORTED)
-        return spsvc_fail(req, SP_ERR_UNSUPPORTED_MEDIA_TYPE,
-                          "the body must be application/json (or protobuf over NATS)");
-    spsvc_fields f;
-    spsvc_fields_init(&f);
-    if (form == FORM_PROTOBUF) {
-        size_t len = 0;
-        const void *data = spbus_req_payload(req, &len);
+    why[0] = '\0';
+    if (form == ING_FORM_PROTOBUF) {
         ProtobufCAllocator al = spbus_arena_allocator(a);
-        out->batch = sp__ingest__v1__slot_events_request__unpack(&al, len, data);
-        if (out->batch == NULL)
-            return spsvc_fail(req, SP_ERR_BAD_REQUEST, "malformed SlotEventsRequest");
+        out->batch = sp__ingest__v1__slot_events_request__unpack(&al, len, body);
+        if (out->batch == NULL) {
+            snprintf(why, whylen, "malformed SlotEventsRequest");
+            return SP_ERR_BAD_REQUEST;
+        }
         out->unknown_fields = unknown_of(&out->batch->base);
         if (out->batch->model != NULL) out->unknown_fields += unknown_of(&out->batch->model->base);
         if (out->batch->n_items <= ING_MAX_ITEMS) {
@@ -226,11 +232,11 @@ sp_status ing_decode_events_or_reply(ing_events_in *out, spbus_req *req)
             }
         }
         if (out->batch->hardware_code != NULL && strlen(out->batch->hardware_code) > TEXT_MAX)
-            spsvc_fields_add(&f, "hardwareCode", "must be a string of at most 64 bytes");
+            spsvc_fields_add(f, "hardwareCode", "must be a string of at most 64 bytes");
     } else {
         out->json = true;
         cJSON *root = NULL;
-        sp_status s = parse_json_or_reply(&root, req);
+        sp_status s = parse_json(&root, body, len, why, whylen);
         if (s != SP_OK) return s;
         out->batch = sp_arena_alloc(a, sizeof(*out->batch));
         if (out->batch == NULL) {
@@ -238,42 +244,93 @@ sp_status ing_decode_events_or_reply(ing_events_in *out, spbus_req *req)
             return SP_ERR_INTERNAL;
         }
         sp__ingest__v1__slot_events_request__init(out->batch);
-        s = events_from_json(out, &f, root, a);
+        s = events_from_json(out, f, root, a);
         cJSON_Delete(root);
         if (s != SP_OK) return s;
     }
-    if (out->batch->hardware_code == NULL) spsvc_fields_add(&f, "hardwareCode", "required");
-    if (out->batch->lot_id == NULL) spsvc_fields_add(&f, "lotId", "required");
+    if (out->batch->hardware_code == NULL) spsvc_fields_add(f, "hardwareCode", "required");
+    if (out->batch->lot_id == NULL) spsvc_fields_add(f, "lotId", "required");
+    return SP_OK;
+}
+
+sp_status ing_decode_events_or_reply(ing_events_in *out, spbus_req *req)
+{
+    int form = form_of(req);
+    if (form == FORM_UNSUPPORTED) return unsupported(req);
+    spsvc_fields f;
+    spsvc_fields_init(&f);
+    size_t len = 0;
+    const void *body = spbus_req_payload(req, &len);
+    char why[160];
+    sp_status s = ing_events_decode(out, &f, (ing_form)form, body, len, spbus_req_arena(req), why,
+                                    sizeof(why));
+    if (s != SP_OK) return spsvc_fail(req, s, why[0] ? why : "internal error");
     return spsvc_fields_or_reply(req, &f);
 }
 
 /* ---- heartbeats ---------------------------------------------------------------------------- */
 
-sp_status ing_decode_heartbeat_or_reply(Sp__Ingest__V1__HeartbeatRequest **out, spbus_req *req,
-                                        long *unknown_fields)
+/* The fields of a heartbeat's JSON object into h; bad values into f. */
+static void heartbeat_from_json(Sp__Ingest__V1__HeartbeatRequest *h, long *unknown_fields,
+                                spsvc_fields *f, const cJSON *root, sp_arena *a)
 {
-    sp_arena *a = spbus_req_arena(req);
+    const cJSON *v;
+    bool ok;
+    cJSON_ArrayForEach(v, root)
+    {
+        const char *k = v->string;
+        int64_t n = 0;
+        if (strcmp(k, "hardwareCode") == 0) {
+            h->hardware_code = str_of(v, TEXT_MAX, &ok, a);
+            if (!ok) spsvc_fields_add(f, "hardwareCode", "must be a string of at most 64 bytes");
+        } else if (strcmp(k, "firmware") == 0) {
+            h->firmware = str_of(v, TEXT_MAX, &ok, a);
+            if (!ok) spsvc_fields_add(f, "firmware", "must be a string of at most 64 bytes");
+        } else if (strcmp(k, "uptimeS") == 0) {
+            if (spjson_int_in(v, 0, INT64_C(9007199254740992), &n)) {
+                h->has_uptime_s = 1;
+                h->uptime_s = n;
+            } else {
+                spsvc_fields_add(f, "uptimeS", "must be a whole number >= 0");
+            }
+        } else if (strcmp(k, "fps") == 0 || strcmp(k, "temperatureC") == 0) {
+            bool fps = k[0] == 'f';
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+                spsvc_fields_add(f, fps ? "fps" : "temperatureC", "must be a number");
+            } else if (fps) {
+                h->has_fps = 1;
+                h->fps = v->valuedouble;
+            } else {
+                h->has_temperature_c = 1;
+                h->temperature_c = v->valuedouble;
+            }
+        } else {
+            (*unknown_fields)++;
+        }
+    }
+}
+
+sp_status ing_heartbeat_decode(Sp__Ingest__V1__HeartbeatRequest **out, long *unknown_fields,
+                               spsvc_fields *f, ing_form form, const void *body, size_t len,
+                               sp_arena *a, char *why, size_t whylen)
+{
     *out = NULL;
     *unknown_fields = 0;
-    body_form form = form_of(req);
-    if (form == FORM_UNSUPPORTED)
-        return spsvc_fail(req, SP_ERR_UNSUPPORTED_MEDIA_TYPE,
-                          "the body must be application/json (or protobuf over NATS)");
-    spsvc_fields f;
-    spsvc_fields_init(&f);
+    why[0] = '\0';
     Sp__Ingest__V1__HeartbeatRequest *h = NULL;
-    if (form == FORM_PROTOBUF) {
-        size_t len = 0;
-        const void *data = spbus_req_payload(req, &len);
+    if (form == ING_FORM_PROTOBUF) {
         ProtobufCAllocator al = spbus_arena_allocator(a);
-        h = sp__ingest__v1__heartbeat_request__unpack(&al, len, data);
-        if (h == NULL) return spsvc_fail(req, SP_ERR_BAD_REQUEST, "malformed HeartbeatRequest");
+        h = sp__ingest__v1__heartbeat_request__unpack(&al, len, body);
+        if (h == NULL) {
+            snprintf(why, whylen, "malformed HeartbeatRequest");
+            return SP_ERR_BAD_REQUEST;
+        }
         *unknown_fields = unknown_of(&h->base);
         if (h->firmware != NULL && strlen(h->firmware) > TEXT_MAX)
-            spsvc_fields_add(&f, "firmware", "must be a string of at most 64 bytes");
+            spsvc_fields_add(f, "firmware", "must be a string of at most 64 bytes");
     } else {
         cJSON *root = NULL;
-        sp_status s = parse_json_or_reply(&root, req);
+        sp_status s = parse_json(&root, body, len, why, whylen);
         if (s != SP_OK) return s;
         h = sp_arena_alloc(a, sizeof(*h));
         if (h == NULL) {
@@ -281,48 +338,34 @@ sp_status ing_decode_heartbeat_or_reply(Sp__Ingest__V1__HeartbeatRequest **out, 
             return SP_ERR_INTERNAL;
         }
         sp__ingest__v1__heartbeat_request__init(h);
-        const cJSON *v;
-        bool ok;
-        cJSON_ArrayForEach(v, root)
-        {
-            const char *k = v->string;
-            int64_t n = 0;
-            if (strcmp(k, "hardwareCode") == 0) {
-                h->hardware_code = str_of(v, TEXT_MAX, &ok, a);
-                if (!ok)
-                    spsvc_fields_add(&f, "hardwareCode", "must be a string of at most 64 bytes");
-            } else if (strcmp(k, "firmware") == 0) {
-                h->firmware = str_of(v, TEXT_MAX, &ok, a);
-                if (!ok) spsvc_fields_add(&f, "firmware", "must be a string of at most 64 bytes");
-            } else if (strcmp(k, "uptimeS") == 0) {
-                if (spjson_int_in(v, 0, INT64_C(9007199254740992), &n)) {
-                    h->has_uptime_s = 1;
-                    h->uptime_s = n;
-                } else {
-                    spsvc_fields_add(&f, "uptimeS", "must be a whole number >= 0");
-                }
-            } else if (strcmp(k, "fps") == 0 || strcmp(k, "temperatureC") == 0) {
-                bool fps = k[0] == 'f';
-                if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-                    spsvc_fields_add(&f, fps ? "fps" : "temperatureC", "must be a number");
-                } else if (fps) {
-                    h->has_fps = 1;
-                    h->fps = v->valuedouble;
-                } else {
-                    h->has_temperature_c = 1;
-                    h->temperature_c = v->valuedouble;
-                }
-            } else {
-                (*unknown_fields)++;
-            }
-        }
+        heartbeat_from_json(h, unknown_fields, f, root, a);
         cJSON_Delete(root);
     }
-    if (h->hardware_code == NULL) spsvc_fields_add(&f, "hardwareCode", "required");
-    if (h->has_fps && (h->fps < 0 || h->fps > 1000)) spsvc_fields_add(&f, "fps", "must be 0..1000");
+    if (h->hardware_code == NULL) spsvc_fields_add(f, "hardwareCode", "required");
+    if (h->has_fps && (h->fps < 0 || h->fps > 1000)) spsvc_fields_add(f, "fps", "must be 0..1000");
     if (h->has_temperature_c && (h->temperature_c < -100 || h->temperature_c > 200))
-        spsvc_fields_add(&f, "temperatureC", "must be -100..200");
-    sp_status s = spsvc_fields_or_reply(req, &f);
+        spsvc_fields_add(f, "temperatureC", "must be -100..200");
+    *out = h;
+    return SP_OK;
+}
+
+sp_status ing_decode_heartbeat_or_reply(Sp__Ingest__V1__HeartbeatRequest **out, spbus_req *req,
+                                        long *unknown_fields)
+{
+    *out = NULL;
+    *unknown_fields = 0;
+    int form = form_of(req);
+    if (form == FORM_UNSUPPORTED) return unsupported(req);
+    spsvc_fields f;
+    spsvc_fields_init(&f);
+    size_t len = 0;
+    const void *body = spbus_req_payload(req, &len);
+    char why[160];
+    Sp__Ingest__V1__HeartbeatRequest *h = NULL;
+    sp_status s = ing_heartbeat_decode(&h, unknown_fields, &f, (ing_form)form, body, len,
+                                       spbus_req_arena(req), why, sizeof(why));
+    if (s != SP_OK) return spsvc_fail(req, s, why[0] ? why : "internal error");
+    s = spsvc_fields_or_reply(req, &f);
     if (s == SP_OK) *out = h;
     return s;
 }

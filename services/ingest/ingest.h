@@ -95,6 +95,16 @@ typedef struct {
     bool json;                                /* came as JSON (else protobuf) */
 } ing_events_in;
 
+/* The pure decoders (no request; tests/fuzz/fuzz_ingest.c): the body in 'form', in arena
+ * 'a'. SP_OK with *out and the top-level field errors in f (for the caller to reply);
+ * SP_ERR_MALFORMED_JSON or SP_ERR_BAD_REQUEST with the reason in why; SP_ERR_INTERNAL on
+ * OOM. */
+typedef enum { ING_FORM_JSON, ING_FORM_PROTOBUF } ing_form;
+sp_status ing_events_decode(ing_events_in *out, spsvc_fields *f, ing_form form, const void *body,
+                            size_t len, sp_arena *a, char *why, size_t whylen);
+sp_status ing_heartbeat_decode(Sp__Ingest__V1__HeartbeatRequest **out, long *unknown_fields,
+                               spsvc_fields *f, ing_form form, const void *body, size_t len,
+                               sp_arena *a, char *why, size_t whylen);
 /* Decodes the payload of a request by its Content-Type: JSON (the gateway's, api.md's MVP
  * payload, unknown fields ignored) or protobuf (a NATS camera, no Content-Type). Replies
  * 415, 400 malformed_json / bad_request or validation_failed (top-level fields) and

@@ -1,6 +1,8 @@
 /* main.c -- the ingest service on the service kit (libs/spsvc): cameras' events and
  * heartbeats (events.c) checked against the read model (model.c) and written to
  * SP_EVENTS. No database: Redis holds the revoked keys and the signatures seen. */
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,21 @@ static sp_status start(spsvc *kit)
     return SP_OK;
 }
 
+/* Ready when SP_EVENTS exists (bus.md): asked at most every 5 s. */
+static bool ready(spsvc *kit, char *why, size_t whylen)
+{
+    static _Atomic int64_t checked_us;
+    static atomic_bool present;
+    int64_t now = sp_monotonic_us();
+    if (now - atomic_load(&checked_us) > 5000000) {
+        atomic_store(&present, spbus_stream_exists(spsvc_bus(kit), "SP_EVENTS"));
+        atomic_store(&checked_us, now);
+    }
+    if (atomic_load(&present)) return true;
+    snprintf(why, whylen, "stream SP_EVENTS is missing");
+    return false;
+}
+
 static void stop(spsvc *kit)
 {
     for (int i = 0; g_ing.js != NULL && i < spsvc_workers(kit); i++)
@@ -49,6 +66,7 @@ int main(int argc, char **argv)
                            .nitems = sizeof(cfg_items) / sizeof(cfg_items[0]),
                            .start = start,
                            .stop = stop,
+                           .ready = ready,
                            .user = &g_ing};
     return spsvc_main(&def, argc, argv);
 }

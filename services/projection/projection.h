@@ -69,6 +69,7 @@ bool prj_apply_ready(prj_svc *p);
 /* timers.c: pending changes applied once they held (debounce) and the slots of silent
  * cameras turned UNKNOWN, in every replica (rows taken with SKIP LOCKED). */
 #define PRJ_TIMER_MS 200
+#define PRJ_MAINTENANCE_MS 3600000
 sp_status prj_timers_start(prj_svc *p);
 void prj_timers_stop(prj_svc *p);
 

@@ -5,7 +5,8 @@
  *    the event that started it, with no contrary report since, is applied (its event's id,
  *    time and sequence);
  *  - a camera silent (no event, no heartbeat) for longer than its lot's unknownAfterS
- *    (0: never) turns the slots it reported UNKNOWN; its next report sets them again. */
+ *    (0: never) turns the slots it reported UNKNOWN; its next report sets them again;
+ *  - and, hourly, pg_partman's maintenance of the day partitions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,9 +172,32 @@ static void tick(void *user)
     if (changed > 0) spsvc_outbox_wake(p->kit);
 }
 
+/* pg_partman's maintenance of the day partitions (a week ahead), on its own connection;
+ * every replica runs it, partman locks against itself. */
+static void maintain(void *user)
+{
+    prj_svc *p = user;
+    spdb *db = NULL;
+    if (spdb_connect(&db, p->db_url) != SP_OK) return;
+    static const char *const tables[] = {"status.slot_status_history", "status.slot_status_events"};
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        const char *params[] = {tables[i]};
+        sp_status s = spdb_exec(db,
+                                "SELECT partman.run_maintenance(p_parent_table => $1::text,"
+                                " p_jobmon => false, p_analyze => false)",
+                                1, params);
+        if (s != SP_OK) sp_log_warn(NULL, "partition_maintenance_failed", "table", tables[i]);
+    }
+    spdb_destroy(db);
+}
+
 sp_status prj_timers_start(prj_svc *p)
 {
-    return spsvc_every(p->kit, &p->timer, PRJ_TIMER_MS, tick, p);
+    sp_task *m = NULL;
+    sp_status s = spsvc_every(p->kit, &m, PRJ_MAINTENANCE_MS, maintain, p);
+    if (s == SP_OK) sp_task_wake(m); /* once at start, then hourly */
+    if (s == SP_OK) s = spsvc_every(p->kit, &p->timer, PRJ_TIMER_MS, tick, p);
+    return s;
 }
 
 void prj_timers_stop(prj_svc *p)

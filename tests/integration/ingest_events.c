@@ -969,6 +969,86 @@ START_TEST(camsim_drives_cameras_over_http_and_nats)
 }
 END_TEST
 
+/* The history and the log in day partitions that pg_partman made (a week ahead, kept up by
+ * the projection's maintenance), not in the default one. */
+START_TEST(events_land_in_day_partitions)
+{
+    site s = new_site(&T);
+    post_one(&s, "A3", "OCCUPIED", -5);
+    wait_events_logged(s.slot[2], 1);
+    ck_assert_int_eq(
+        db_count("SELECT count(*) FROM partman.part_config WHERE parent_table ="
+                 " ANY(ARRAY['status.slot_status_history','status.slot_status_events'])"
+                 " AND $1::text IS NOT NULL",
+                 "x"),
+        2);
+    ck_assert_int_ge(db_count("SELECT count(*) FROM pg_inherits WHERE inhparent ="
+                              " 'status.slot_status_events'::regclass AND $1::text IS NOT NULL",
+                              "x"),
+                     8); /* today, a week ahead (and the default) */
+    ck_assert_int_eq(db_count("SELECT count(*) FROM status.slot_status_events e WHERE slot_id ="
+                              " $1::uuid AND e.tableoid::regclass::text LIKE"
+                              " 'status.slot_status_events_p20%'",
+                              s.slot[2]),
+                     1);
+    ck_assert_int_eq(db_count("SELECT count(*) FROM status.slot_status_history h WHERE slot_id ="
+                              " $1::uuid AND h.tableoid::regclass::text LIKE"
+                              " 'status.slot_status_history_p20%'",
+                              s.slot[2]),
+                     1);
+    site_free(&s);
+}
+END_TEST
+
+static long ingest_ready(void)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", INGEST->admin_port);
+    sptest_resp *r = sptest_http("GET", url, NULL, NULL, 0);
+    long st = r->status;
+    sptest_resp_free(r);
+    return st;
+}
+
+/* Without SP_EVENTS ingest is not ready and a batch is 503 with Retry-After, nothing
+ * accepted; spctl migrate makes the stream again and the same batch goes in. Last: it takes
+ * the stream away from the other tests. */
+START_TEST(without_the_stream_batches_are_503_and_ingest_not_ready)
+{
+    site s = new_site(&T);
+    ck_assert_int_eq(ingest_ready(), 200);
+    natsConnection *nc = connect_as("spctl", sptest_secret(E, "SP_NATS_SPCTL_PASSWORD"));
+    jsCtx *js = NULL;
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    ck_assert_int_eq(js_DeleteStream(js, "SP_EVENTS", NULL, NULL), NATS_OK);
+    long st = 200;
+    for (int i = 0; i < 80 && st == 200; i++) { /* asked at most every 5 s */
+        st = ingest_ready();
+        if (st == 200) usleep(100 * 1000);
+    }
+    ck_assert_int_eq(st, 503);
+    char at[40];
+    iso_at(at, sizeof(at), -5);
+    char *it = item("A1", "FREE", at, NULL);
+    char *b = batch(&s, it);
+    sptest_resp *r = post_events(&s, AUTH_KEY, b);
+    assert_error(r, 503, "unavailable");
+    ck_assert_ptr_nonnull(sptest_resp_header(r, "Retry-After"));
+    sptest_resp_free(r);
+    const char *migrate[] = {"migrate", NULL};
+    ck_assert_int_eq(run_spctl(migrate), 0);
+    r = post_events(&s, AUTH_KEY, b);
+    EXPECT_COUNTS(r, 1, 0, 0);
+    sptest_resp_free(r);
+    ck_assert(slot_becomes(&s, "A1", "FREE", NULL));
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    free(it);
+    free(b);
+    site_free(&s);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest_events");
@@ -988,6 +1068,8 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, debounce_holds_changes_and_contrary_reports_cancel_them);
     tcase_add_test(tc, silent_cameras_slots_turn_unknown_and_come_back);
     tcase_add_test(tc, camsim_drives_cameras_over_http_and_nats);
+    tcase_add_test(tc, events_land_in_day_partitions);
+    tcase_add_test(tc, without_the_stream_batches_are_503_and_ingest_not_ready);
     suite_add_tcase(s, tc);
     return s;
 }

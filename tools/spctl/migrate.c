@@ -341,6 +341,18 @@ static const char *sql_give_schema =
     "   AND (t.typtype IN ('e', 'd', 'r')"
     "        OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))";
 
+/* A schema with partitioned tables, when pg_partman is installed, gets its owner the
+ * right to maintain them (the projection's hourly partman.run_maintenance). */
+static const char *sql_partman_grants =
+    "SELECT format(g, $2::text) FROM unnest(ARRAY["
+    "'GRANT USAGE ON SCHEMA partman TO %I',"
+    " 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA partman TO %I',"
+    " 'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA partman TO %I',"
+    " 'GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA partman TO %I']) AS g"
+    " WHERE to_regclass('partman.part_config') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_class c"
+    "   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1::text"
+    "   AND c.relkind = 'p')";
+
 /* The process that owns a schema, when its name is not the schema's (bus.md: the
  * projection owns "status"). */
 static const char *owner_of(const char *schema)
@@ -368,6 +380,7 @@ static sp_status own_schema(spdb *db, const char *schema)
     sp_status s = spdb_begin(db);
     if (s == SP_OK) s = ensure_role(db, role, password);
     if (s == SP_OK) s = exec_built(db, sql_give_schema, 2, p);
+    if (s == SP_OK) s = exec_built(db, sql_partman_grants, 2, p);
     if (s == SP_OK) s = spdb_commit(db);
     if (s != SP_OK) {
         spdb_rollback(db);

@@ -76,7 +76,7 @@ static const nats_user users[] = {
      {REQUESTS, "sp.audit.>", "sp.catalog.changed.>"},
      {"sp.catalog.v1.*", SP_INBOX, "sp.tenancy.changed.>"}},
     {"ingest", NULL, NULL, "SP_NATS_INGEST_PASSWORD", NULL, ACC_SP, true,
-     {REQUESTS, "sp.audit.>", "sp.events.>"},
+     {REQUESTS, "sp.audit.>", "sp.events.>", "$JS.API.STREAM.INFO.SP_EVENTS"},
      {"sp.ingest.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
     {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, ACC_SP, true,
      {REQUESTS, "sp.audit.>", "sp.slot-status.v1.>", CONSUMES("SP_EVENTS")},
