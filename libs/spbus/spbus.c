@@ -128,6 +128,7 @@ struct spbus_consumer {
     natsSubscription *sub;
     natsConnection *nc; /* the connection 'sub' lives on (thread only) */
     atomic_bool bound;
+    atomic_bool caught_up; /* the last fetch found less than a batch */
 };
 
 struct spbus_req {
@@ -1935,6 +1936,7 @@ static void *consumer_main(void *arg)
         natsMsgList list = {0};
         jsErrCode jerr = 0;
         natsStatus ns = fetch_batch(&list, c, &jerr);
+        atomic_store(&c->caught_up, ns == NATS_TIMEOUT || (ns == NATS_OK && list.Count < c->batch));
         if (ns == NATS_OK) {
             consumer_deliver(c, &list);
             natsMsgList_Destroy(&list);
@@ -2053,6 +2055,11 @@ sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opt
     pthread_mutex_unlock(&b->mu);
     *out = c;
     return SP_OK;
+}
+
+bool spbus_consumer_caught_up(const spbus_consumer *c)
+{
+    return c != NULL && atomic_load(&c->bound) && atomic_load(&c->caught_up);
 }
 
 bool spbus_consumer_ready(const spbus_consumer *c)

@@ -11,7 +11,7 @@
  *   spbus_destroy destroys those still registered).
  * - From any thread, at once: spbus_request, spbus_publish, spbus_js_publish,
  *   spbus_connected, spbus_disconnects, spbus_subscribe, spbus_serve, spbus_consume,
- *   spbus_consumer_ready.
+ *   spbus_consumer_ready, spbus_consumer_caught_up.
  * - spbus_on_revoked: once, before the first request.
  * - spbus_service_destroy / spbus_consumer_destroy: once per object, from any thread but
  *   never from one of its own handlers (they wait for the running handlers).
@@ -262,6 +262,9 @@ typedef void (*spbus_consume_fn)(void *user, spbus_js_msg *msgs, size_t n);
  * and $JS.ACK.<stream>.<durable>.>, and subscribe on _SP_INBOX.>. */
 sp_status spbus_consume(spbus_consumer **out, spbus *b, const spbus_consumer_opts *o,
                         spbus_consume_fn fn, void *user);
+/* Bound, and its last fetch found less than a batch (nothing more was waiting): what the
+ * stream held is handed over. False while it works through a backlog. */
+bool spbus_consumer_caught_up(const spbus_consumer *c);
 /* Bound to its consumer and connected: for /readyz. */
 bool spbus_consumer_ready(const spbus_consumer *c);
 /* Stops fetching, waits for a running fn (its acks are sent), frees. NULL: no-op. */

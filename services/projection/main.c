@@ -15,9 +15,9 @@ static sp_status start(spsvc *kit)
     sp_status s = prj_lots_start(&g_prj);
     if (s != SP_OK) return s;
     status_register(kit);
-    s = prj_timers_start(&g_prj);
+    s = prj_apply_start(&g_prj); /* before the timers, which read its consumer */
     if (s != SP_OK) return s;
-    return prj_apply_start(&g_prj);
+    return prj_timers_start(&g_prj);
 }
 
 static void stop(spsvc *kit)

@@ -165,7 +165,9 @@ static void tick(void *user)
     static unsigned ticks;
     if (p->timer_db == NULL && spdb_connect(&p->timer_db, p->db_url) != SP_OK) return;
     int changed = apply_held(p->timer_db);
-    if (++ticks % UNKNOWN_EVERY == 0) {
+    /* silence is judged only once the consumer has applied what waited in the stream: after
+     * an outage of the projection, cameras' reports are still on their way */
+    if (++ticks % UNKNOWN_EVERY == 0 && spbus_consumer_caught_up(p->consumer)) {
         int u = mark_unknown(p->timer_db);
         if (u > 0) changed += u;
     }
