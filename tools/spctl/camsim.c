@@ -67,9 +67,9 @@ static void iso_now(char *out, size_t len)
     clock_gettime(CLOCK_REALTIME, &t);
     struct tm tm;
     gmtime_r(&t.tv_sec, &tm);
-    char base[32];
+    char base[24];
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%03ldZ", base, t.tv_nsec / 1000000);
+    snprintf(out, len, "%s.%03dZ", base, (int)(t.tv_nsec / 1000000));
 }
 
 static const char *vehicle(void)
