@@ -18,7 +18,7 @@
     " WHERE c.client_id = $1::uuid AND c.camera_code = $2 AND c.deleted_at IS NULL"
 #define SQL_LOT                                                                                    \
     "SELECT l.id, l.public_id::text, l.client_id::text, e.public_id::text, l.debounce_ms,"         \
-    " l.unknown_after_s FROM catalog.lots l"                                                       \
+    " l.unknown_after_s, l.lot_code, l.name FROM catalog.lots l"                                   \
     " JOIN catalog.establishments e ON e.id = l.establishment_id"                                  \
     " WHERE l.public_id = $1::uuid AND l.deleted_at IS NULL"
 #define SQL_LAYOUT                                                                                 \
@@ -123,6 +123,8 @@ static sp_status get_lot_layout(spbus_req *req)
     out.has_debounce_ms = out.has_unknown_after_s = 1;
     out.debounce_ms = (int32_t)spsvc_pg_int64(PQgetvalue(lres, 0, 4));
     out.unknown_after_s = (int32_t)spsvc_pg_int64(PQgetvalue(lres, 0, 5));
+    out.lot_code = PQgetvalue(lres, 0, 6);
+    out.name = PQgetisnull(lres, 0, 7) ? NULL : PQgetvalue(lres, 0, 7);
     size_t n = (size_t)PQntuples(sres);
     Sp__Catalog__V1__LayoutSlot **items = (Sp__Catalog__V1__LayoutSlot **)spsvc_items_or_reply(
         req, &sp__catalog__v1__layout_slot__descriptor, n);

@@ -279,6 +279,7 @@ static sp_status write_events(spdb *db, item *items, size_t n)
                                     .establishment_id = ev->establishment_id,
                                     .slot_code = ev->slot_code,
                                     .event_id = ev->event_id,
+                                    .camera_id = ev->camera_id,
                                     .previous = it->previous,
                                     .status = ev->status,
                                     .vehicle = ev->vehicle,
@@ -430,6 +431,18 @@ static bool lots_loaded(prj_svc *p, item *items, size_t n)
     return true;
 }
 
+/* The snapshots of the lots whose slots took an event of the batch, once it committed. */
+static void snapshot_lots(prj_svc *p, const item *items, size_t n)
+{
+    const char **lots = malloc((n ? n : 1) * sizeof(*lots));
+    if (lots == NULL) return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].applied) lots[k++] = items[i].ev->lot_id;
+    prj_snapshots(p, p->db, p->redis, lots, k);
+    free(lots);
+}
+
 static void on_batch(void *user, spbus_js_msg *msgs, size_t n)
 {
     prj_svc *p = user;
@@ -487,6 +500,7 @@ static void on_batch(void *user, spbus_js_msg *msgs, size_t n)
     for (size_t i = 0; i < n; i++)
         msgs[i].ack = true;
     spsvc_outbox_wake(p->kit);
+    snapshot_lots(p, items, ni);
 out:
     free(items);
     free(hbs);
@@ -495,6 +509,9 @@ out:
 
 sp_status prj_apply_start(prj_svc *p)
 {
+    sp_status s = spredis_create(&p->redis, sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"),
+                                 PRJ_REDIS_MS);
+    if (s != SP_OK) return s;
     spbus_consumer_opts o = {.stream = "SP_EVENTS",
                              .durable = "projection",
                              .filter_subject = "sp.events.>",
@@ -512,6 +529,8 @@ void prj_apply_stop(prj_svc *p)
     p->consumer = NULL;
     spdb_destroy(p->db);
     p->db = NULL;
+    spredis_destroy(p->redis);
+    p->redis = NULL;
 }
 
 bool prj_apply_ready(prj_svc *p)

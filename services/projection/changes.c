@@ -10,13 +10,13 @@
 #define TS(x) "timestamptz 'epoch' + " x " * interval '1 microsecond'"
 static const char *sql_history =
     "INSERT INTO status.slot_status_history (slot_id, lot_id, previous, status, vehicle,"
-    " confidence, event_id, occurred_at, sequence)"
+    " confidence, event_id, occurred_at, sequence, camera_id)"
     " SELECT t.s, t.l, t.p, t.st, t.v, t.cf, t.e, " TS(
-        "t.o") ", t.q"
+        "t.o") ", t.q, t.c"
                " FROM unnest($1::uuid[], $2::uuid[], $3::smallint[], $4::smallint[], "
                "$5::smallint[],"
-               "  $6::real[], $7::uuid[], $8::bigint[], $9::bigint[]) AS t(s, l, p, st, v, cf, e, "
-               "o, q)";
+               "  $6::real[], $7::uuid[], $8::bigint[], $9::bigint[], $10::uuid[])"
+               "  AS t(s, l, p, st, v, cf, e, o, q, c)";
 static const char *sql_outbox =
     "INSERT INTO status.outbox (event_id, subject, payload)"
     " SELECT t.e, t.s, decode(t.p, 'hex') FROM unnest($1::uuid[], $2::text[], $3::text[])"
@@ -59,7 +59,7 @@ static char *change_hex(const prj_change *ch, int64_t now)
 sp_status prj_write_changes(spdb *db, const prj_change *c, size_t n)
 {
     if (n == 0) return SP_OK;
-    enum { H_S, H_L, H_P, H_ST, H_V, H_CF, H_E, H_O, H_Q, H_N };
+    enum { H_S, H_L, H_P, H_ST, H_V, H_CF, H_E, H_O, H_Q, H_C, H_N };
     enum { X_E, X_S, X_P, X_N };
     prj_arr h[H_N], x[X_N];
     for (int i = 0; i < H_N; i++)
@@ -81,6 +81,7 @@ sp_status prj_write_changes(spdb *db, const prj_change *c, size_t n)
         prj_arr_str(&h[H_E], c[i].event_id);
         prj_arr_i64(&h[H_O], c[i].occurred_at);
         prj_arr_i64(&h[H_Q], (int64_t)c[i].sequence);
+        prj_arr_str(&h[H_C], c[i].camera_id);
         char subject[256];
         snprintf(subject, sizeof(subject), "sp.slot-status.v1.%s.%s.%s.%s", c[i].client_id,
                  c[i].establishment_id, c[i].lot_id, c[i].slot_code);

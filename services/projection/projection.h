@@ -19,6 +19,7 @@
 #define PRJ_CALL_MS 2000                 /* a call to catalog */
 #define PRJ_LOT_TTL_US INT64_C(60000000) /* a lot's copy is reloaded after this (bus.md) */
 #define PRJ_MAX_IDS 1000                 /* slots in one GetSlotStatuses */
+#define PRJ_REDIS_MS 500                 /* a Redis command of the snapshots */
 
 /* Statuses and vehicles as stored (migrations/status/0001_init.sql). */
 const char *prj_status_name(int status);   /* 0 UNKNOWN, 1 FREE, 2 OCCUPIED */
@@ -43,6 +44,7 @@ void prj_arr_free(prj_arr *a);
  * event_id), written by changes.c inside the caller's transaction. */
 typedef struct {
     const char *slot_id, *lot_id, *client_id, *establishment_id, *slot_code, *event_id;
+    const char *camera_id; /* NULL: a change of the platform's own (UNKNOWN) */
     int previous, status, vehicle;
     bool has_confidence;
     double confidence;
@@ -58,6 +60,10 @@ typedef enum { PRJ_LOT_OK, PRJ_LOT_GONE, PRJ_LOT_UNAVAILABLE } prj_lot_state;
 /* Makes sure lot 'lot_id' is loaded and fresh ('force': reload now); on db, outside any
  * transaction. */
 prj_lot_state prj_lot_ensure(prj_svc *p, spdb *db, const char *lot_id, bool force);
+/* Makes sure every live lot of establishment 'est_id' is loaded (catalog's ListLots, at
+ * most PRJ_EST_PAGES pages of 500), and that its lots catalog no longer lists are gone. */
+#define PRJ_EST_PAGES 20
+prj_lot_state prj_establishment_ensure(prj_svc *p, spdb *db, const char *est_id);
 sp_status prj_lots_start(prj_svc *p);
 void prj_lots_free(prj_svc *p);
 
@@ -73,6 +79,28 @@ bool prj_apply_ready(prj_svc *p);
 sp_status prj_timers_start(prj_svc *p);
 void prj_timers_stop(prj_svc *p);
 
+/* reads.c: the status of a lot and of an establishment (sp.status.v1.GetLotStatus,
+ * GetEstablishmentStatus) from status.*, and their snapshots in Redis. */
+#define PRJ_SNAPSHOT_TTL_S "86400" /* a quiet lot's snapshot heals from a read after that */
+#define PRJ_LOT_KEY "sp:status:lot:"
+#define PRJ_ESTABLISHMENT_KEY "sp:status:establishment:"
+/* The status of lot 'lot_id' as the database holds it now, in arena a, and written to its
+ * snapshot in Redis when r is not NULL (deleted there when the lot is gone):
+ * SP_ERR_NOT_FOUND when the projection holds no live lot of that id. The document is
+ * read and written under a transaction-scoped advisory lock of its own on db (outside any
+ * transaction), so that of two replicas writing one snapshot, the one that read last
+ * writes last. */
+sp_status prj_lot_snapshot(Sp__Status__V1__LotStatusReply **out, sp_arena *a, spdb *db, spredis *r,
+                           const char *lot_id);
+/* The same for an establishment, over the lots the projection holds (call
+ * prj_establishment_ensure first); with none, an empty document. */
+sp_status prj_establishment_snapshot(Sp__Status__V1__EstablishmentStatusReply **out, sp_arena *a,
+                                     spdb *db, spredis *r, const char *est_id);
+/* Rewrites the snapshots of lots 'lot_ids' (any order, repeats allowed) and of their
+ * establishments, after a commit that changed them; failures are logged at warn (the
+ * snapshots expire, and a read through the bus rewrites them). */
+void prj_snapshots(prj_svc *p, spdb *db, spredis *r, const char *const *lot_ids, size_t n);
+
 /* status.c: sp.status.v1.* */
 void status_register(spsvc *kit);
 
@@ -83,6 +111,9 @@ struct prj_svc {
     spbus_consumer *consumer;
     pthread_mutex_t lots_mu;
     sp_map *lots;   /* lot id -> loaded time (monotonic us), or gone */
+    sp_map *ests;   /* establishment id -> when its lots were listed, or gone */
+    spredis *redis; /* the consumer's own connection (snapshots) */
+    spredis *timer_redis;
     spdb *timer_db; /* the timers' own connection */
     sp_task *timer;
 };

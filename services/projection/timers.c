@@ -25,7 +25,7 @@ static const char *sql_due =
     "SELECT p.slot_id::text, p.status, COALESCE(p.vehicle, 0), p.confidence, p.event_id::text,"
     " (extract(epoch FROM p.occurred_at) * 1000000)::bigint, p.sequence, p.client_id::text,"
     " p.establishment_id::text, p.lot_id::text, p.slot_code, s.status,"
-    " s.active AND NOT s.deleted"
+    " s.active AND NOT s.deleted, p.camera_id::text"
     " FROM status.pending p JOIN status.slot_status s ON s.slot_id = p.slot_id"
     " WHERE p.due_at <= now() ORDER BY p.slot_id LIMIT " TIMER_BATCH
     " FOR UPDATE OF p, s SKIP LOCKED";
@@ -54,8 +54,19 @@ static const char *val(PGresult *r, int row, int col)
     return PQgetvalue(r, row, col);
 }
 
+/* The lots of the changes a timer made, for their snapshots after the commit. */
+static void snapshot_changes(prj_svc *p, const prj_change *ch, size_t n)
+{
+    const char **lots = malloc((n ? n : 1) * sizeof(*lots));
+    if (lots == NULL) return;
+    for (size_t i = 0; i < n; i++)
+        lots[i] = ch[i].lot_id;
+    prj_snapshots(p, p->timer_db, p->timer_redis, lots, n);
+    free(lots);
+}
+
 /* Applies the pending changes that have held. Returns how many rows it took (-1: failed). */
-static int apply_held(spdb *db)
+static int apply_held(prj_svc *p, spdb *db)
 {
     PGresult *r = NULL;
     sp_status s = spdb_begin(db);
@@ -86,6 +97,7 @@ static int apply_held(spdb *db)
                                 .establishment_id = val(r, i, 8),
                                 .slot_code = val(r, i, 10),
                                 .event_id = val(r, i, 4),
+                                .camera_id = PQgetisnull(r, i, 13) ? NULL : val(r, i, 13),
                                 .previous = current,
                                 .status = status,
                                 .vehicle = atoi(val(r, i, 2)),
@@ -104,6 +116,7 @@ static int apply_held(spdb *db)
     if (s == SP_OK) s = prj_write_changes(db, ch, nc);
     if (s == SP_OK) s = spdb_commit(db);
     spdb_rollback(db);
+    if (s == SP_OK && nc > 0) snapshot_changes(p, ch, nc);
     for (int i = 0; i < U_N; i++)
         prj_arr_free(&u[i]);
     prj_arr_free(&all);
@@ -114,7 +127,7 @@ static int apply_held(spdb *db)
 }
 
 /* Turns the slots of silent cameras UNKNOWN. Returns how many (-1: failed). */
-static int mark_unknown(spdb *db)
+static int mark_unknown(prj_svc *p, spdb *db)
 {
     PGresult *r = NULL;
     sp_status s = spdb_begin(db);
@@ -151,6 +164,7 @@ static int mark_unknown(spdb *db)
     if (s == SP_OK) s = prj_write_changes(db, ch, (size_t)n);
     if (s == SP_OK) s = spdb_commit(db);
     spdb_rollback(db);
+    if (s == SP_OK && n > 0) snapshot_changes(p, ch, (size_t)n);
     prj_arr_free(&all);
     free(ch);
     free(ids);
@@ -164,11 +178,11 @@ static void tick(void *user)
     prj_svc *p = user;
     static unsigned ticks;
     if (p->timer_db == NULL && spdb_connect(&p->timer_db, p->db_url) != SP_OK) return;
-    int changed = apply_held(p->timer_db);
+    int changed = apply_held(p, p->timer_db);
     /* silence is judged only once the consumer has applied what waited in the stream: after
      * an outage of the projection, cameras' reports are still on their way */
     if (++ticks % UNKNOWN_EVERY == 0 && spbus_consumer_caught_up(p->consumer)) {
-        int u = mark_unknown(p->timer_db);
+        int u = mark_unknown(p, p->timer_db);
         if (u > 0) changed += u;
     }
     if (changed > 0) spsvc_outbox_wake(p->kit);
@@ -198,6 +212,9 @@ sp_status prj_timers_start(prj_svc *p)
     sp_task *m = NULL;
     sp_status s = spsvc_every(p->kit, &m, PRJ_MAINTENANCE_MS, maintain, p);
     if (s == SP_OK) sp_task_wake(m); /* once at start, then hourly */
+    if (s == SP_OK)
+        s = spredis_create(&p->timer_redis, sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"),
+                           PRJ_REDIS_MS);
     if (s == SP_OK) s = spsvc_every(p->kit, &p->timer, PRJ_TIMER_MS, tick, p);
     return s;
 }
@@ -207,4 +224,6 @@ void prj_timers_stop(prj_svc *p)
     /* the kit stops the task before stop() runs: only the connection is left */
     spdb_destroy(p->timer_db);
     p->timer_db = NULL;
+    spredis_destroy(p->timer_redis);
+    p->timer_redis = NULL;
 }

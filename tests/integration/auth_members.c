@@ -16,6 +16,7 @@
 
 #include <nats/nats.h>
 
+#include "bus_fixture.h"
 #include "sp/audit/v1/audit.pb-c.h"
 #include "sp/auth/v1/auth.pb-c.h"
 #include "sp/v1/envelope.pb-c.h"
@@ -142,103 +143,20 @@ static long people_of_email(const char *email)
 
 /* ---- the bus, as tenancy ----------------------------------------------------------------- */
 
-/* A value of the stack's secrets.env ("K=V" or "export K=V", quotes allowed). */
-static void secret(char *out, size_t len, const char *key)
-{
-    FILE *f = fopen(E->secrets, "r");
-    char line[1024];
-    size_t klen = strlen(key);
-    out[0] = '\0';
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        char *s = line;
-        if (strncmp(s, "export ", 7) == 0) s += 7;
-        if (strncmp(s, key, klen) != 0 || s[klen] != '=') continue;
-        s += klen + 1;
-        size_t n = strlen(s);
-        if (n >= 2 && (s[0] == '"' || s[0] == '\'') && s[n - 1] == s[0]) {
-            s[n - 1] = '\0';
-            s++;
-        }
-        snprintf(out, len, "%s", s);
-    }
-    fclose(f);
-    ck_assert_msg(out[0] != '\0', "no %s in %s", key, E->secrets);
-}
-
 static natsConnection *NC; /* spctl's connection, made for each test (checked fixture) */
 
-static natsConnection *spctl_conn(void)
-{
-    char pw[256];
-    natsOptions *o = NULL;
-    natsConnection *nc = NULL;
-    secret(pw, sizeof(pw), "SP_NATS_SPCTL_PASSWORD");
-    ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
-    ck_assert_int_eq(natsOptions_SetURL(o, E->nats_url), NATS_OK);
-    ck_assert_int_eq(natsOptions_SetUserInfo(o, "spctl", pw), NATS_OK);
-    natsStatus s = natsConnection_Connect(&nc, o);
-    natsOptions_Destroy(o);
-    ck_assert_msg(s == NATS_OK, "connect as spctl: %s", natsStatus_GetText(s));
-    return nc;
-}
-
-/* What a call answered: "" or the error code, its fields "path=reason;..." and the result
- * (unpacked with the descriptor given, or NULL). */
-typedef struct {
-    char code[64];
-    char fields[1024];
-    ProtobufCMessage *out;
-} bus_result;
-
-/* Sends 'in' to sp.auth.v1.<method> inside an sp.v1.Request whose ctx.role is 'role'. */
+/* Sends 'in' to sp.auth.v1.<method> as a caller of 'role'. */
 static bus_result bus_call(const char *method, const char *role, const ProtobufCMessage *in,
                            const ProtobufCMessageDescriptor *out_desc)
 {
-    bus_result r;
     char subject[96];
-    uint8_t payload[2048], buf[4096];
-
-    memset(&r, 0, sizeof(r));
-    Sp__V1__RequestContext ctx = SP__V1__REQUEST_CONTEXT__INIT;
-    ctx.request_id = "it-auth-members";
-    ctx.role = (char *)role;
-    ctx.has_timeout_us = 1;
-    ctx.timeout_us = 10000000;
-    Sp__V1__Request req = SP__V1__REQUEST__INIT;
-    req.ctx = &ctx;
-    req.has_payload = 1;
-    ck_assert_uint_le(protobuf_c_message_get_packed_size(in), sizeof(payload));
-    req.payload.len = protobuf_c_message_pack(in, payload);
-    req.payload.data = payload;
-    size_t len = sp__v1__request__pack(&req, buf);
-
     snprintf(subject, sizeof(subject), "sp.auth.v1.%s", method);
-    natsMsg *m = NULL;
-    ck_assert_int_eq(natsConnection_Request(&m, NC, subject, (const char *)buf, (int)len, 10000),
-                     NATS_OK);
-    Sp__V1__Reply *rep = sp__v1__reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
-                                               (const uint8_t *)natsMsg_GetData(m));
-    ck_assert_ptr_nonnull(rep);
-    if (rep->result_case == SP__V1__REPLY__RESULT_ERROR) {
-        snprintf(r.code, sizeof(r.code), "%s", rep->error->code);
-        size_t used = 0;
-        for (size_t i = 0; i < rep->error->n_fields && used < sizeof(r.fields); i++)
-            used += (size_t)snprintf(r.fields + used, sizeof(r.fields) - used, "%s=%s;",
-                                     rep->error->fields[i]->path, rep->error->fields[i]->reason);
-    } else if (out_desc != NULL) {
-        r.out = protobuf_c_message_unpack(out_desc, NULL, rep->payload.len, rep->payload.data);
-        ck_assert_ptr_nonnull(r.out);
-    }
-    sp__v1__reply__free_unpacked(rep, NULL);
-    natsMsg_Destroy(m);
-    return r;
+    return bus_request(NC, subject, role, NULL, in, out_desc);
 }
 
 static void nats_setup(void)
 {
-    NC = spctl_conn();
+    NC = bus_connect_as(E, "spctl", "SP_NATS_SPCTL_PASSWORD");
 }
 
 static void nats_teardown(void)
@@ -246,12 +164,6 @@ static void nats_teardown(void)
     natsConnection_Destroy(NC);
     NC = NULL;
     nats_Close();
-}
-
-static void bus_result_free(bus_result *r)
-{
-    if (r->out != NULL) protobuf_c_message_free_unpacked(r->out, NULL);
-    r->out = NULL;
 }
 
 /* One member to create: its key, email and client, made unique per call. */
