@@ -7,7 +7,7 @@
  *    is a history row and an outbox row (SlotStatusChanged, Nats-Msg-Id = eventId);
  *  - every event into the event log once ((occurred_at, event_id) is its key), applied or
  *    not;
- *  - heartbeats: the camera's last one.
+ *  - the cameras heard from (events and heartbeats), in camera order.
  * A redelivered event is not newer than itself: it changes nothing. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,24 +104,24 @@ static const char *sql_pending =
                " event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,"
                " sequence = EXCLUDED.sequence, due_at = EXCLUDED.due_at";
 static const char *sql_unpend = "DELETE FROM status.pending WHERE slot_id = ANY($1::uuid[])";
-/* the cameras heard from: their slots stay known (the UNKNOWN timer, timers.c) */
+/* the cameras heard from (events and heartbeats), one row each in camera order, so that
+ * two replicas never take their rows in opposite orders: their slots stay known (the
+ * UNKNOWN timer, timers.c); what a heartbeat tells replaces what the last one told */
 static const char *sql_seen =
-    "INSERT INTO status.camera_heartbeats (camera_id, client_id, lot_id, last_seen_at)"
-    " SELECT t.c, t.cl, t.l, " TS(
-        "t.r") " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[],"
-               "  $4::bigint[]) AS t(c, cl, l, r) ORDER BY t.c"
-               " ON CONFLICT (camera_id) DO UPDATE SET last_seen_at ="
-               " GREATEST(camera_heartbeats.last_seen_at, EXCLUDED.last_seen_at)";
-static const char *sql_heartbeat =
     "INSERT INTO status.camera_heartbeats (camera_id, client_id, lot_id, last_seen_at, uptime_s,"
     " fps, temperature_c, firmware)"
-    " VALUES ($1::uuid, $2::uuid, $3::uuid, " TS(
-        "$4::bigint") ", $5::bigint, $6::real, $7::real, $8)"
-                      " ON CONFLICT (camera_id) DO UPDATE SET client_id = EXCLUDED.client_id,"
-                      " lot_id = EXCLUDED.lot_id, last_seen_at = "
-                      "GREATEST(camera_heartbeats.last_seen_at,"
-                      " EXCLUDED.last_seen_at), uptime_s = EXCLUDED.uptime_s, fps = EXCLUDED.fps,"
-                      " temperature_c = EXCLUDED.temperature_c, firmware = EXCLUDED.firmware";
+    " SELECT t.c, t.cl, t.l, " TS(
+        "t.r") ", t.up, t.fps, t.temp, t.fw"
+               " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::bigint[], "
+               "$6::real[],"
+               "  $7::real[], $8::text[]) AS t(c, cl, l, r, up, fps, temp, fw) ORDER BY t.c"
+               " ON CONFLICT (camera_id) DO UPDATE SET client_id = EXCLUDED.client_id,"
+               " lot_id = EXCLUDED.lot_id,"
+               " last_seen_at = GREATEST(camera_heartbeats.last_seen_at, EXCLUDED.last_seen_at),"
+               " uptime_s = COALESCE(EXCLUDED.uptime_s, camera_heartbeats.uptime_s),"
+               " fps = COALESCE(EXCLUDED.fps, camera_heartbeats.fps),"
+               " temperature_c = COALESCE(EXCLUDED.temperature_c, camera_heartbeats.temperature_c),"
+               " firmware = COALESCE(EXCLUDED.firmware, camera_heartbeats.firmware)";
 
 /* Reads the locked rows of the batch's slots into st (sorted like the items). */
 static sp_status lock_slots(slot_state **out, size_t *nout, spdb *db, const item *items, size_t n)
@@ -357,59 +357,85 @@ static sp_status write_pending(spdb *db, const item *items, size_t n)
     return s;
 }
 
-/* Each camera of the batch was heard from at its latest event's arrival. */
-static sp_status write_seen(spdb *db, const item *items, size_t n)
+/* One camera of a batch: when it was last heard from, the lot and client of its latest
+ * message and its latest heartbeat. */
+typedef struct {
+    const char *camera_id, *client_id, *lot_id;
+    int64_t received_at, lot_at;
+    const Sp__Ingest__V1__CameraHeartbeat *hb;
+} camera_seen;
+
+static camera_seen *seen_of(camera_seen *cams, size_t *nc, const char *camera_id)
 {
-    const Sp__Ingest__V1__SlotEvent **cams = calloc(n, sizeof(Sp__Ingest__V1__SlotEvent *));
+    for (size_t j = 0; j < *nc; j++)
+        if (strcmp(cams[j].camera_id, camera_id) == 0) return &cams[j];
+    camera_seen *c = &cams[(*nc)++];
+    *c = (camera_seen){.camera_id = camera_id, .received_at = INT64_MIN, .lot_at = INT64_MIN};
+    return c;
+}
+
+static void heard(camera_seen *c, const char *client_id, const char *lot_id, int64_t at)
+{
+    if (at > c->received_at) c->received_at = at;
+    if (at >= c->lot_at) {
+        c->lot_at = at;
+        c->client_id = client_id;
+        c->lot_id = lot_id;
+    }
+}
+
+static int by_camera(const void *a, const void *b)
+{
+    return strcmp(((const camera_seen *)a)->camera_id, ((const camera_seen *)b)->camera_id);
+}
+
+/* Each camera of the batch (events and heartbeats) was heard from at its latest message's
+ * arrival: one upsert, its rows in camera order. */
+static sp_status write_seen(spdb *db, const item *items, size_t n,
+                            const Sp__Ingest__V1__CameraHeartbeat *const *hbs, size_t nh)
+{
+    camera_seen *cams = calloc(n + nh + 1, sizeof(*cams));
     if (cams == NULL) return SP_ERR_INTERNAL;
     size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
         const Sp__Ingest__V1__SlotEvent *ev = items[i].ev;
         if (ev->camera_id == NULL) continue;
-        size_t j = 0;
-        while (j < nc && strcmp(cams[j]->camera_id, ev->camera_id) != 0)
-            j++;
-        if (j == nc)
-            cams[nc++] = ev;
-        else if (ev->received_at > cams[j]->received_at)
-            cams[j] = ev;
+        heard(seen_of(cams, &nc, ev->camera_id), ev->client_id, ev->lot_id, ev->received_at);
     }
-    prj_arr a[4];
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < nh; i++) {
+        camera_seen *c = seen_of(cams, &nc, hbs[i]->camera_id);
+        heard(c, hbs[i]->client_id, hbs[i]->lot_id, hbs[i]->received_at);
+        if (c->hb == NULL || hbs[i]->received_at >= c->hb->received_at) c->hb = hbs[i];
+    }
+    qsort(cams, nc, sizeof(*cams), by_camera);
+    enum { C_ID, C_CL, C_L, C_R, C_UP, C_FPS, C_TEMP, C_FW, C_N };
+    prj_arr a[C_N];
+    for (int i = 0; i < C_N; i++)
         prj_arr_start(&a[i]);
     for (size_t j = 0; j < nc; j++) {
-        prj_arr_str(&a[0], cams[j]->camera_id);
-        prj_arr_str(&a[1], cams[j]->client_id);
-        prj_arr_str(&a[2], cams[j]->lot_id);
-        prj_arr_i64(&a[3], cams[j]->received_at);
+        const Sp__Ingest__V1__CameraHeartbeat *hb = cams[j].hb;
+        prj_arr_str(&a[C_ID], cams[j].camera_id);
+        prj_arr_str(&a[C_CL], cams[j].client_id);
+        prj_arr_str(&a[C_L], cams[j].lot_id);
+        prj_arr_i64(&a[C_R], cams[j].received_at);
+        if (hb != NULL && hb->has_uptime_s)
+            prj_arr_i64(&a[C_UP], hb->uptime_s);
+        else
+            prj_arr_str(&a[C_UP], NULL);
+        prj_arr_f64(&a[C_FPS], hb != NULL ? hb->fps : 0, hb != NULL && hb->has_fps);
+        prj_arr_f64(&a[C_TEMP], hb != NULL ? hb->temperature_c : 0,
+                    hb != NULL && hb->has_temperature_c);
+        prj_arr_str(&a[C_FW], hb != NULL ? hb->firmware : NULL);
     }
-    const char *p[4];
+    const char *p[C_N];
     bool oom = false;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < C_N; i++)
         oom = (p[i] = prj_arr_end(&a[i])) == NULL || oom;
-    sp_status s = oom ? SP_ERR_INTERNAL : nc > 0 ? spdb_exec(db, sql_seen, 4, p) : SP_OK;
-    for (int i = 0; i < 4; i++)
+    sp_status s = oom ? SP_ERR_INTERNAL : nc > 0 ? spdb_exec(db, sql_seen, C_N, p) : SP_OK;
+    for (int i = 0; i < C_N; i++)
         prj_arr_free(&a[i]);
     free(cams);
     return s;
-}
-
-static sp_status write_heartbeat(spdb *db, const Sp__Ingest__V1__CameraHeartbeat *hb)
-{
-    char at[24], up[24], fps[40], temp[40];
-    snprintf(at, sizeof(at), "%lld", (long long)hb->received_at);
-    snprintf(up, sizeof(up), "%lld", (long long)hb->uptime_s);
-    snprintf(fps, sizeof(fps), "%.6g", hb->fps);
-    snprintf(temp, sizeof(temp), "%.6g", hb->temperature_c);
-    const char *p[] = {hb->camera_id,
-                       hb->client_id,
-                       hb->lot_id,
-                       at,
-                       hb->has_uptime_s ? up : NULL,
-                       hb->has_fps ? fps : NULL,
-                       hb->has_temperature_c ? temp : NULL,
-                       hb->firmware};
-    return spdb_exec(db, sql_heartbeat, 8, p);
 }
 
 static bool is_subject(const char *s, const char *prefix)
@@ -486,10 +512,8 @@ static void on_batch(void *user, spbus_js_msg *msgs, size_t n)
         decide(items, ni, st, nst);
         if (ni > 0) s = write_events(p->db, items, ni);
         if (s == SP_OK && ni > 0) s = write_pending(p->db, items, ni);
-        if (s == SP_OK && ni > 0) s = write_seen(p->db, items, ni);
+        if (s == SP_OK) s = write_seen(p->db, items, ni, hbs, nh);
     }
-    for (size_t i = 0; s == SP_OK && i < nh; i++)
-        s = write_heartbeat(p->db, hbs[i]);
     if (s == SP_OK) s = spdb_commit(p->db);
     spdb_rollback(p->db);
     free_states(st, nst);

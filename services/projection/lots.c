@@ -38,6 +38,11 @@ static const char *sql_gone_slots =
     "UPDATE status.slot_status SET deleted = true, updated_at = now()"
     " WHERE lot_id = $1::uuid AND NOT deleted AND NOT (slot_id = ANY($2::uuid[]))";
 static const char *sql_gone_lot = "UPDATE status.lots SET deleted = true WHERE lot_id = $1::uuid";
+/* every row of the lot's slots, in slot id order, before any is written: the consumer takes
+ * the rows of a batch in that order too, so a reload never waits for a batch that waits
+ * for it (the upsert and the update after it would each go in their own order) */
+static const char *sql_lock_slots =
+    "SELECT 1 FROM status.slot_status WHERE lot_id = $1::uuid ORDER BY slot_id FOR UPDATE";
 
 static int by_id(const void *a, const void *b)
 {
@@ -93,6 +98,7 @@ static sp_status store(spdb *db, const Sp__Catalog__V1__LotLayoutReply *l)
                         dms,    uas,          l->lot_code != NULL ? l->lot_code : "",
                         l->name};
     if (s == SP_OK) s = spdb_exec(db, sql_lot, 7, lp);
+    if (s == SP_OK) s = spdb_exec(db, sql_lock_slots, 1, lp);
     const char *sp[] = {l->id, a1, a2, a3, a4};
     if (s == SP_OK) s = spdb_exec(db, sql_slots, 5, sp);
     const char *gp[] = {l->id, a1};
@@ -124,11 +130,13 @@ prj_lot_state prj_lot_ensure(prj_svc *p, spdb *db, const char *lot_id, bool forc
     prj_lot_state st = PRJ_LOT_UNAVAILABLE;
     if (s == SP_ERR_NOT_FOUND) {
         const char *gp[] = {lot_id, "{}"};
-        if (spdb_exec(db, sql_gone_lot, 1, gp) == SP_OK &&
-            spdb_exec(db, sql_gone_slots, 2, gp) == SP_OK) {
+        if (spdb_begin(db) == SP_OK && spdb_exec(db, sql_gone_lot, 1, gp) == SP_OK &&
+            spdb_exec(db, sql_lock_slots, 1, gp) == SP_OK &&
+            spdb_exec(db, sql_gone_slots, 2, gp) == SP_OK && spdb_commit(db) == SP_OK) {
             remember(p, p->lots, lot_id, true);
             st = PRJ_LOT_GONE;
         }
+        spdb_rollback(db);
     } else if (s == SP_OK) {
         s = store(db, (const void *)out);
         if (s == SP_OK) {
