@@ -536,9 +536,13 @@ sp_status prj_apply_start(prj_svc *p)
     sp_status s = spredis_create(&p->redis, sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"),
                                  PRJ_REDIS_MS);
     if (s != SP_OK) return s;
+    /* No filter subject: SP_EVENTS holds only sp.events.>, and nats-server 2.9.10 (Debian's)
+     * counts a wildcard-filtered consumer's pending messages by walking the stream (fixed in
+     * 2.9.15, nats-server#3877): with a backlog it delivered a few hundred events a second
+     * and burnt a core (bench/results, the first ingest run). */
     spbus_consumer_opts o = {.stream = "SP_EVENTS",
                              .durable = "projection",
-                             .filter_subject = "sp.events.>",
+                             .filter_subject = NULL,
                              .batch = PRJ_BATCH,
                              .ack_wait_ms = PRJ_ACK_WAIT_MS,
                              .max_ack_pending = PRJ_MAX_ACK_PENDING,

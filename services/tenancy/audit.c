@@ -118,7 +118,7 @@ sp_status audit_consumer_start(ten_svc *t)
     if (g_audit.db_url == NULL) return SP_ERR_INTERNAL;
     spbus_consumer_opts o = {.stream = "SP_AUDIT",
                              .durable = "tenancy",
-                             .filter_subject = "sp.audit.>",
+                             .filter_subject = NULL, /* the whole stream (projection/apply.c) */
                              .batch = AUDIT_BATCH,
                              .ack_wait_ms = AUDIT_ACK_WAIT_MS,
                              .max_ack_pending = AUDIT_MAX_ACK_PENDING,

@@ -24,6 +24,8 @@ FIXTURE natsConnection *bus_connect_as(sptest_env *e, const char *user, const ch
     ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
     ck_assert_int_eq(natsOptions_SetURL(o, e->nats_url), NATS_OK);
     ck_assert_int_eq(natsOptions_SetUserInfo(o, user, sptest_secret(e, password_key)), NATS_OK);
+    /* the services' inbox prefix: the ones that consume JetStream answer there only */
+    ck_assert_int_eq(natsOptions_SetCustomInboxPrefix(o, "_SP_INBOX"), NATS_OK);
     natsStatus s = natsConnection_Connect(&nc, o);
     natsOptions_Destroy(o);
     ck_assert_msg(s == NATS_OK, "connect as %s: %s", user, natsStatus_GetText(s));

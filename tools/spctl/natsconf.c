@@ -23,8 +23,14 @@ typedef enum { ACC_SP, ACC_INTEGRATORS, ACC_CAMERAS, ACC_COUNT } nats_account;
 static const char *const account_names[ACC_COUNT] = {"SP", "INTEGRATORS", "CAMERAS"};
 
 /* One NATS user: where its password comes from, its account and what it may publish and
- * subscribe there. Services get allow_responses so they can answer requests on any reply
- * subject (the replies of imported services arrive on _R_ subjects). */
+ * subscribe there. Services that answer other accounts get allow_responses so they can
+ * answer requests on any reply subject (the replies of imported services arrive on _R_
+ * subjects); those that consume JetStream answer on _SP_INBOX.> instead: nats-server 2.9
+ * records every message delivered with a reply subject to an allow_responses client (each
+ * JetStream delivery's $JS.ACK subject, which an explicit publish permission then never
+ * clears) for two minutes and walks that whole record on every delivery once it holds
+ * 4,096 of them (client.pruneReplyPerms): the projection's consumer fell to a few hundred
+ * events a second with nats-server on a full core (bench/results, the first ingest run). */
 typedef struct {
     const char *user;     /* fixed name, or NULL: taken from user_env */
     const char *user_env; /* "SP_NATS_SUBSCRIBER_USER" */
@@ -65,12 +71,13 @@ static const nats_user users[] = {
       "sp.slot-status.v1.>"}},
     /* each service: serves its API, calls the others, writes its audit outbox (a publish
      * acknowledged by JetStream: no API needed) and its change notifications, consumes
-     * its own streams only, answers on any reply subject */
+     * its own streams only, answers on any reply subject (those that consume a stream: on
+     * _SP_INBOX.>, see above) */
     {"auth", NULL, NULL, "SP_NATS_AUTH_PASSWORD", NULL, ACC_SP, true,
      {REQUESTS, "sp.audit.>", "sp.auth.changed.>"},
      {"sp.auth.v1.*", SP_INBOX}},
-    {"tenancy", NULL, NULL, "SP_NATS_TENANCY_PASSWORD", NULL, ACC_SP, true,
-     {REQUESTS, "sp.audit.>", "sp.tenancy.changed.>", CONSUMES("SP_AUDIT")},
+    {"tenancy", NULL, NULL, "SP_NATS_TENANCY_PASSWORD", NULL, ACC_SP, false,
+     {REQUESTS, SP_INBOX, "sp.audit.>", "sp.tenancy.changed.>", CONSUMES("SP_AUDIT")},
      {"sp.tenancy.v1.*", SP_INBOX}},
     {"catalog", NULL, NULL, "SP_NATS_CATALOG_PASSWORD", NULL, ACC_SP, true,
      {REQUESTS, "sp.audit.>", "sp.catalog.changed.>"},
@@ -78,8 +85,8 @@ static const nats_user users[] = {
     {"ingest", NULL, NULL, "SP_NATS_INGEST_PASSWORD", NULL, ACC_SP, true,
      {REQUESTS, "sp.audit.>", "sp.events.>", "$JS.API.STREAM.INFO.SP_EVENTS"},
      {"sp.ingest.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
-    {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, ACC_SP, true,
-     {REQUESTS, "sp.audit.>", "sp.slot-status.v1.>", CONSUMES("SP_EVENTS")},
+    {"projection", NULL, NULL, "SP_NATS_PROJECTION_PASSWORD", NULL, ACC_SP, false,
+     {REQUESTS, SP_INBOX, "sp.audit.>", "sp.slot-status.v1.>", CONSUMES("SP_EVENTS")},
      {"sp.status.v1.*", SP_INBOX, "sp.catalog.changed.>", "sp.tenancy.changed.>"}},
     /* the operator: migrations, streams, camsim, diagnostics */
     {"spctl", NULL, NULL, "SP_NATS_SPCTL_PASSWORD", NULL, ACC_SP, false, {">"}, {">"}},
