@@ -32,7 +32,7 @@ const log = (m) => process.stderr.write(`bench-ingest: ${m}\n`);
 const now = () => performance.timeOrigin + performance.now(); // ms, sub-ms precision
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function call(method, path, token, body) {
+async function call(method, path, token, body, tries = 20) {
   const r = await fetch(BASE + path, {
     method,
     headers: {
@@ -42,6 +42,11 @@ async function call(method, path, token, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await r.text();
+  if (r.status === 503 && tries > 1) {
+    // a service still connecting (the stack just started): as a client would, retry
+    await sleep(500);
+    return call(method, path, token, body, tries - 1);
+  }
   if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text}`);
   return text ? JSON.parse(text) : null;
 }

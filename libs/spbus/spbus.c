@@ -1879,8 +1879,20 @@ static natsStatus fetch_batch(natsMsgList *list, spbus_consumer *c, jsErrCode *j
 {
     int held = 0;
     memset(list, 0, sizeof(*list));
-    if (natsSubscription_GetPending(c->sub, &held, NULL) != NATS_OK || held <= 0)
-        return natsSubscription_Fetch(list, c->sub, c->batch, c->fetch_wait_ms, jerr);
+    if (natsSubscription_GetPending(c->sub, &held, NULL) != NATS_OK || held <= 0) {
+        /* What the stream has now, up to a batch, without waiting; with nothing there, the
+         * first message to come, at once (a fetch of a whole batch would wait until the
+         * batch is full or fetch_wait_ms passed: the latency of every lone event). The
+         * next call takes what came meanwhile. */
+        jsFetchRequest r;
+        jsFetchRequest_Init(&r);
+        r.Batch = c->batch;
+        r.NoWait = true;
+        r.Expires = (int64_t)c->fetch_wait_ms * 1000000; /* bounds the wait for the answer */
+        natsStatus ns = natsSubscription_FetchRequest(list, c->sub, &r);
+        if (ns == NATS_OK || (ns != NATS_NOT_FOUND && ns != NATS_TIMEOUT)) return ns;
+        return natsSubscription_Fetch(list, c->sub, 1, c->fetch_wait_ms, jerr);
+    }
     int want = held < c->batch ? held : c->batch;
     natsMsg **msgs = calloc((size_t)want, sizeof(natsMsg *));
     if (msgs == NULL) return NATS_NO_MEMORY;

@@ -20,8 +20,8 @@ typedef enum {
     SP_ERR__COUNT
 } sp_status;
 
-const char *sp_error_code(sp_status s);        /* "not_found"; "ok" for SP_OK */
-int sp_error_http_status(sp_status s);         /* 404; 200 for SP_OK */
+const char *sp_error_code(sp_status s);         /* "not_found"; "ok" for SP_OK */
+int sp_error_http_status(sp_status s);          /* 404; 200 for SP_OK */
 sp_status sp_error_from_code(const char *code); /* SP_ERR_INTERNAL when unknown */
 
 /* ---- arena: bump allocator for one request; everything dies with sp_arena_destroy -------- */
@@ -55,10 +55,10 @@ typedef struct sp_config sp_config;
  * argv may hold --help (prints the table to stdout, *out stays NULL, returns SP_OK:
  * the caller exits 0). On a bad value writes the reason to err and returns
  * SP_ERR_VALIDATION_FAILED. */
-sp_status sp_config_load(sp_config **out, const char *program, const sp_cfg_item *items,
-                         size_t n, int argc, char **argv, char *err, size_t errlen);
+sp_status sp_config_load(sp_config **out, const char *program, const sp_cfg_item *items, size_t n,
+                         int argc, char **argv, char *err, size_t errlen);
 void sp_config_destroy(sp_config *c);
-long long sp_config_int(const sp_config *c, const char *name);  /* aborts on unknown name */
+long long sp_config_int(const sp_config *c, const char *name);   /* aborts on unknown name */
 const char *sp_config_str(const sp_config *c, const char *name); /* "" when empty */
 void sp_config_help(FILE *f, const char *program, const sp_cfg_item *items, size_t n);
 
@@ -85,7 +85,7 @@ size_t sp_url_redact(char *out, size_t n, const char *in);
 
 /* ---- time ------------------------------------------------------------------------------ */
 
-int64_t sp_now_us(void);       /* wall clock, microseconds since the epoch */
+int64_t sp_now_us(void); /* wall clock, microseconds since the epoch */
 int64_t sp_monotonic_us(void);
 /* "2025-09-12T15:10:04.120Z" (milliseconds, UTC); buf at least 32 bytes. */
 void sp_time_format(char *buf, size_t len, int64_t us);
@@ -102,6 +102,11 @@ sp_status sp_task_start(sp_task **out, int period_ms, sp_task_fn fn, void *user)
 void sp_task_wake(sp_task *t);
 /* Stops and joins the thread (waits for a run in progress), frees; NULL is a no-op. */
 void sp_task_stop(sp_task *t);
+/* Stops and joins the thread but keeps the task: a wake from another thread is then a
+ * harmless no-op until sp_task_stop frees it (a service stops its tasks before the
+ * threads of its own that wake them). Called from one thread only, at most once before
+ * sp_task_stop. */
+void sp_task_halt(sp_task *t);
 
 /* ---- map: string keys to pointers (caches of the services), not thread-safe ---------- */
 

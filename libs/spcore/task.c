@@ -12,6 +12,7 @@ struct sp_task {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* on CLOCK_MONOTONIC: a wall clock step changes no period */
     bool stop, woken;  /* guarded by mu */
+    bool joined;       /* by sp_task_halt; only the stopping thread reads it */
     int period_ms;
     sp_task_fn fn;
     void *user;
@@ -78,14 +79,21 @@ void sp_task_wake(sp_task *t)
     pthread_mutex_unlock(&t->mu);
 }
 
-void sp_task_stop(sp_task *t)
+void sp_task_halt(sp_task *t)
 {
-    if (t == NULL) return;
+    if (t == NULL || t->joined) return;
     pthread_mutex_lock(&t->mu);
     t->stop = true;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
+    t->joined = true;
+}
+
+void sp_task_stop(sp_task *t)
+{
+    if (t == NULL) return;
+    sp_task_halt(t);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     free(t);

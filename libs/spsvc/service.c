@@ -344,9 +344,13 @@ static void cleanup(spsvc *svc)
     svc->admin = NULL;
     spbus_service_destroy(svc->service);
     for (size_t i = 0; i < svc->ntasks; i++)
-        sp_task_stop(svc->tasks[i]); /* before the bus they may publish on */
-    free(svc->tasks);
+        sp_task_halt(svc->tasks[i]); /* before the bus they may publish on */
+    /* the service's own threads (a consumer) may still wake a task (the outbox) until its
+     * stop() ends them: the tasks are freed only after it */
     if (svc->started && svc->def->stop != NULL) svc->def->stop(svc);
+    for (size_t i = 0; i < svc->ntasks; i++)
+        sp_task_stop(svc->tasks[i]);
+    free(svc->tasks);
     spsvc__outbox_free(svc);
     spbus_destroy(svc->bus);
     for (int i = 0; svc->db != NULL && i < svc->workers; i++)

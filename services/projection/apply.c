@@ -133,7 +133,8 @@ static sp_status lock_slots(slot_state **out, size_t *nout, spdb *db, const item
             prj_arr_str(&ids, items[i].ev->slot_id);
     const char *p[] = {prj_arr_end(&ids)};
     PGresult *res = NULL;
-    sp_status s = p[0] != NULL ? spdb_query(&res, db, sql_lock, 1, p) : SP_ERR_INTERNAL;
+    sp_status s =
+        p[0] != NULL ? spdb_prepared(&res, db, "prj_lock", sql_lock, 1, p, false) : SP_ERR_INTERNAL;
     prj_arr_free(&ids);
     if (s != SP_OK) return s;
     size_t rows = (size_t)PQntuples(res);
@@ -294,8 +295,9 @@ static sp_status write_events(spdb *db, item *items, size_t n)
         oom = oom || (pe[i] = prj_arr_end(&e[i])) == NULL;
     for (int i = 0; i < U_N; i++)
         oom = oom || (pu[i] = prj_arr_end(&u[i])) == NULL;
-    sp_status s = oom ? SP_ERR_INTERNAL : spdb_exec(db, sql_events, E_N, pe);
-    if (s == SP_OK && nu > 0) s = spdb_exec(db, sql_status, U_N, pu);
+    sp_status s =
+        oom ? SP_ERR_INTERNAL : spdb_prepared(NULL, db, "prj_events", sql_events, E_N, pe, false);
+    if (s == SP_OK && nu > 0) s = spdb_prepared(NULL, db, "prj_status", sql_status, U_N, pu, false);
     if (s == SP_OK) s = prj_write_changes(db, ch, nh);
     free(ch);
     for (int i = 0; i < E_N; i++)
@@ -349,8 +351,9 @@ static sp_status write_pending(spdb *db, const item *items, size_t n)
     for (int i = 0; i < P_N; i++)
         oom = (pp[i] = prj_arr_end(&p[i])) == NULL || oom;
     sp_status s = oom ? SP_ERR_INTERNAL : SP_OK;
-    if (s == SP_OK && nd > 0) s = spdb_exec(db, sql_unpend, 1, pd);
-    if (s == SP_OK && np > 0) s = spdb_exec(db, sql_pending, P_N, pp);
+    if (s == SP_OK && nd > 0) s = spdb_prepared(NULL, db, "prj_unpend", sql_unpend, 1, pd, false);
+    if (s == SP_OK && np > 0)
+        s = spdb_prepared(NULL, db, "prj_pending", sql_pending, P_N, pp, false);
     for (int i = 0; i < P_N; i++)
         prj_arr_free(&p[i]);
     prj_arr_free(&del);
@@ -431,7 +434,9 @@ static sp_status write_seen(spdb *db, const item *items, size_t n,
     bool oom = false;
     for (int i = 0; i < C_N; i++)
         oom = (p[i] = prj_arr_end(&a[i])) == NULL || oom;
-    sp_status s = oom ? SP_ERR_INTERNAL : nc > 0 ? spdb_exec(db, sql_seen, C_N, p) : SP_OK;
+    sp_status s = oom      ? SP_ERR_INTERNAL
+                  : nc > 0 ? spdb_prepared(NULL, db, "prj_seen", sql_seen, C_N, p, false)
+                           : SP_OK;
     for (int i = 0; i < C_N; i++)
         prj_arr_free(&a[i]);
     free(cams);
@@ -465,7 +470,7 @@ static void snapshot_lots(prj_svc *p, const item *items, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (items[i].applied) lots[k++] = items[i].ev->lot_id;
-    prj_snapshots(p, p->db, p->redis, lots, k);
+    prj_snapshot_later(p, lots, k);
     free(lots);
 }
 
@@ -533,9 +538,6 @@ out:
 
 sp_status prj_apply_start(prj_svc *p)
 {
-    sp_status s = spredis_create(&p->redis, sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"),
-                                 PRJ_REDIS_MS);
-    if (s != SP_OK) return s;
     /* No filter subject: SP_EVENTS holds only sp.events.>, and nats-server 2.9.10 (Debian's)
      * counts a wildcard-filtered consumer's pending messages by walking the stream (fixed in
      * 2.9.15, nats-server#3877): with a backlog it delivered a few hundred events a second
@@ -557,8 +559,6 @@ void prj_apply_stop(prj_svc *p)
     p->consumer = NULL;
     spdb_destroy(p->db);
     p->db = NULL;
-    spredis_destroy(p->redis);
-    p->redis = NULL;
 }
 
 bool prj_apply_ready(prj_svc *p)

@@ -97,8 +97,9 @@ sp_status prj_write_changes(spdb *db, const prj_change *c, size_t n)
         oom = (ph[i] = prj_arr_end(&h[i])) == NULL || oom;
     for (int i = 0; i < X_N; i++)
         oom = (px[i] = prj_arr_end(&x[i])) == NULL || oom;
-    sp_status s = oom ? SP_ERR_INTERNAL : spdb_exec(db, sql_history, H_N, ph);
-    if (s == SP_OK) s = spdb_exec(db, sql_outbox, X_N, px);
+    sp_status s =
+        oom ? SP_ERR_INTERNAL : spdb_prepared(NULL, db, "prj_history", sql_history, H_N, ph, false);
+    if (s == SP_OK) s = spdb_prepared(NULL, db, "prj_outbox", sql_outbox, X_N, px, false);
     for (int i = 0; i < H_N; i++)
         prj_arr_free(&h[i]);
     for (int i = 0; i < X_N; i++)

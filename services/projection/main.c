@@ -15,6 +15,8 @@ static sp_status start(spsvc *kit)
     sp_status s = prj_lots_start(&g_prj);
     if (s != SP_OK) return s;
     status_register(kit);
+    s = prj_snapshots_start(&g_prj); /* before the consumer and the timers, which feed it */
+    if (s != SP_OK) return s;
     s = prj_apply_start(&g_prj); /* before the timers, which read its consumer */
     if (s != SP_OK) return s;
     return prj_timers_start(&g_prj);
@@ -25,6 +27,7 @@ static void stop(spsvc *kit)
     (void)kit;
     prj_apply_stop(&g_prj);
     prj_timers_stop(&g_prj);
+    prj_snapshots_stop(&g_prj);
     prj_lots_free(&g_prj);
 }
 

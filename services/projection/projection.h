@@ -100,6 +100,12 @@ sp_status prj_establishment_snapshot(Sp__Status__V1__EstablishmentStatusReply **
  * establishments, after a commit that changed them; failures are logged at warn (the
  * snapshots expire, and a read through the bus rewrites them). */
 void prj_snapshots(prj_svc *p, spdb *db, spredis *r, const char *const *lot_ids, size_t n);
+/* After a commit that changed lots 'lot_ids': their snapshots are rewritten by the
+ * snapshot task in its next round, each lot once however many batches changed it. */
+#define PRJ_SNAPSHOT_MS 200
+void prj_snapshot_later(prj_svc *p, const char *const *lot_ids, size_t n);
+sp_status prj_snapshots_start(prj_svc *p);
+void prj_snapshots_stop(prj_svc *p);
 
 /* status.c: sp.status.v1.* */
 void status_register(spsvc *kit);
@@ -110,10 +116,14 @@ struct prj_svc {
     spdb *db; /* the consumer's own connection */
     spbus_consumer *consumer;
     pthread_mutex_t lots_mu;
-    sp_map *lots;   /* lot id -> loaded time (monotonic us), or gone */
-    sp_map *ests;   /* establishment id -> when its lots were listed, or gone */
-    spredis *redis; /* the consumer's own connection (snapshots) */
-    spredis *timer_redis;
+    sp_map *lots; /* lot id -> loaded time (monotonic us), or gone */
+    sp_map *ests; /* establishment id -> when its lots were listed, or gone */
+    pthread_mutex_t dirty_mu;
+    char **dirty; /* lots whose snapshots wait for the snapshot task */
+    size_t ndirty, capdirty;
+    sp_task *snap_task;
+    spdb *snap_db; /* the snapshot task's own connections */
+    spredis *snap_redis;
     spdb *timer_db; /* the timers' own connection */
     sp_task *timer;
 };

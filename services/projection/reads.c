@@ -97,7 +97,7 @@ static sp_status locked_snapshot(ProtobufCMessage **out, sp_arena *a, spdb *db, 
 {
     const char *lp[] = {lock_class, id};
     sp_status s = spdb_begin(db);
-    if (s == SP_OK) s = spdb_exec(db, sql_lock, 2, lp);
+    if (s == SP_OK) s = spdb_prepared(NULL, db, "prj_snap_lock", sql_lock, 2, lp, false);
     if (s == SP_OK) s = build(out, a, db, id);
     if ((s == SP_OK || s == SP_ERR_NOT_FOUND) && r != NULL) {
         char *key = sp_arena_printf(a, "%s%s", prefix, id);
@@ -114,7 +114,7 @@ static sp_status build_lot(ProtobufCMessage **out, sp_arena *a, spdb *db, const 
 {
     PGresult *res = NULL;
     const char *p[] = {lot_id};
-    sp_status s = spdb_read(&res, db, sql_lot, 1, p);
+    sp_status s = spdb_prepared(&res, db, "prj_snap_lot", sql_lot, 1, p, true);
     if (s != SP_OK) return s;
     int n = PQntuples(res);
     Sp__Status__V1__LotStatusReply *doc = sp_arena_alloc(a, sizeof(*doc));
@@ -170,7 +170,7 @@ static sp_status build_establishment(ProtobufCMessage **out, sp_arena *a, spdb *
 {
     PGresult *res = NULL;
     const char *p[] = {est_id};
-    sp_status s = spdb_read(&res, db, sql_establishment, 1, p);
+    sp_status s = spdb_prepared(&res, db, "prj_snap_establishment", sql_establishment, 1, p, true);
     if (s != SP_OK) return s;
     int n = PQntuples(res);
     Sp__Status__V1__EstablishmentStatusReply *doc = sp_arena_alloc(a, sizeof(*doc));
@@ -275,4 +275,76 @@ out:
     sp_arena_destroy(a);
     free(lots);
     free(ests);
+}
+
+/* ---- the snapshot writer: a task of its own, every PRJ_SNAPSHOT_MS, so that neither the
+ * consumer nor the timers wait for Redis, and a lot that many batches changed is written
+ * once per round (under load, writing after every batch cost PostgreSQL more than the
+ * batches themselves) ---------------------------------------------------------------------- */
+
+void prj_snapshot_later(prj_svc *p, const char *const *lot_ids, size_t n)
+{
+    if (n == 0) return;
+    pthread_mutex_lock(&p->dirty_mu);
+    if (p->ndirty + n > p->capdirty) {
+        size_t cap = (p->ndirty + n) * 2;
+        char **d = realloc(p->dirty, cap * sizeof(*d));
+        if (d != NULL) {
+            p->dirty = d;
+            p->capdirty = cap;
+        }
+    }
+    for (size_t i = 0; i < n && p->ndirty < p->capdirty; i++) {
+        char *id = strdup(lot_ids[i]);
+        if (id != NULL) p->dirty[p->ndirty++] = id;
+    }
+    pthread_mutex_unlock(&p->dirty_mu);
+}
+
+static void free_ids(char **ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
+static void snapshot_tick(void *user)
+{
+    prj_svc *p = user;
+    pthread_mutex_lock(&p->dirty_mu);
+    char **ids = p->dirty;
+    size_t n = p->ndirty;
+    p->dirty = NULL;
+    p->ndirty = p->capdirty = 0;
+    pthread_mutex_unlock(&p->dirty_mu);
+    if (n == 0) return;
+    if (p->snap_db == NULL && spdb_connect(&p->snap_db, p->db_url) != SP_OK) {
+        prj_snapshot_later(p, (const char *const *)ids, n); /* the next tick tries again */
+        free_ids(ids, n);
+        return;
+    }
+    prj_snapshots(p, p->snap_db, p->snap_redis, (const char *const *)ids, n);
+    free_ids(ids, n);
+}
+
+sp_status prj_snapshots_start(prj_svc *p)
+{
+    pthread_mutex_init(&p->dirty_mu, NULL);
+    sp_status s = spredis_create(&p->snap_redis,
+                                 sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"), PRJ_REDIS_MS);
+    if (s == SP_OK) s = spsvc_every(p->kit, &p->snap_task, PRJ_SNAPSHOT_MS, snapshot_tick, p);
+    return s;
+}
+
+void prj_snapshots_stop(prj_svc *p)
+{
+    /* the kit stops the task before stop() runs */
+    free_ids(p->dirty, p->ndirty);
+    p->dirty = NULL;
+    p->ndirty = p->capdirty = 0;
+    spdb_destroy(p->snap_db);
+    p->snap_db = NULL;
+    spredis_destroy(p->snap_redis);
+    p->snap_redis = NULL;
+    pthread_mutex_destroy(&p->dirty_mu);
 }

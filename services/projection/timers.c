@@ -61,7 +61,7 @@ static void snapshot_changes(prj_svc *p, const prj_change *ch, size_t n)
     if (lots == NULL) return;
     for (size_t i = 0; i < n; i++)
         lots[i] = ch[i].lot_id;
-    prj_snapshots(p, p->timer_db, p->timer_redis, lots, n);
+    prj_snapshot_later(p, lots, n);
     free(lots);
 }
 
@@ -70,7 +70,7 @@ static int apply_held(prj_svc *p, spdb *db)
 {
     PGresult *r = NULL;
     sp_status s = spdb_begin(db);
-    if (s == SP_OK) s = spdb_query(&r, db, sql_due, 0, NULL);
+    if (s == SP_OK) s = spdb_prepared(&r, db, "prj_t_due", sql_due, 0, NULL, false);
     int n = s == SP_OK ? PQntuples(r) : 0;
     prj_change *ch = calloc((size_t)(n ? n : 1), sizeof(prj_change));
     enum { U_ID, U_ST, U_V, U_CF, U_O, U_N };
@@ -111,8 +111,8 @@ static int apply_held(prj_svc *p, spdb *db)
     for (int i = 0; i < U_N; i++)
         oom = (pu[i] = prj_arr_end(&u[i])) == NULL || oom;
     if (s == SP_OK && oom) s = SP_ERR_INTERNAL;
-    if (s == SP_OK && nc > 0) s = spdb_exec(db, sql_held, U_N, pu);
-    if (s == SP_OK && n > 0) s = spdb_exec(db, sql_unpend, 1, pa);
+    if (s == SP_OK && nc > 0) s = spdb_prepared(NULL, db, "prj_t_held", sql_held, U_N, pu, false);
+    if (s == SP_OK && n > 0) s = spdb_prepared(NULL, db, "prj_t_unpend", sql_unpend, 1, pa, false);
     if (s == SP_OK) s = prj_write_changes(db, ch, nc);
     if (s == SP_OK) s = spdb_commit(db);
     spdb_rollback(db);
@@ -131,7 +131,7 @@ static int mark_unknown(prj_svc *p, spdb *db)
 {
     PGresult *r = NULL;
     sp_status s = spdb_begin(db);
-    if (s == SP_OK) s = spdb_query(&r, db, sql_silent, 0, NULL);
+    if (s == SP_OK) s = spdb_prepared(&r, db, "prj_t_silent", sql_silent, 0, NULL, false);
     int n = s == SP_OK ? PQntuples(r) : 0;
     prj_change *ch = calloc((size_t)(n ? n : 1), sizeof(prj_change));
     char(*ids)[SPCRYPTO_UUID_LEN] = calloc((size_t)(n ? n : 1), SPCRYPTO_UUID_LEN);
@@ -159,8 +159,9 @@ static int mark_unknown(prj_svc *p, spdb *db)
     }
     const char *pa[] = {prj_arr_end(&all)};
     if (s == SP_OK && (ch == NULL || ids == NULL || pa[0] == NULL)) s = SP_ERR_INTERNAL;
-    if (s == SP_OK && n > 0) s = spdb_exec(db, sql_unknown, 1, pa);
-    if (s == SP_OK && n > 0) s = spdb_exec(db, sql_unpend, 1, pa);
+    if (s == SP_OK && n > 0)
+        s = spdb_prepared(NULL, db, "prj_t_unknown", sql_unknown, 1, pa, false);
+    if (s == SP_OK && n > 0) s = spdb_prepared(NULL, db, "prj_t_unpend", sql_unpend, 1, pa, false);
     if (s == SP_OK) s = prj_write_changes(db, ch, (size_t)n);
     if (s == SP_OK) s = spdb_commit(db);
     spdb_rollback(db);
@@ -212,9 +213,6 @@ sp_status prj_timers_start(prj_svc *p)
     sp_task *m = NULL;
     sp_status s = spsvc_every(p->kit, &m, PRJ_MAINTENANCE_MS, maintain, p);
     if (s == SP_OK) sp_task_wake(m); /* once at start, then hourly */
-    if (s == SP_OK)
-        s = spredis_create(&p->timer_redis, sp_config_str(spsvc_config(p->kit), "SP_REDIS_URL"),
-                           PRJ_REDIS_MS);
     if (s == SP_OK) s = spsvc_every(p->kit, &p->timer, PRJ_TIMER_MS, tick, p);
     return s;
 }
@@ -224,6 +222,4 @@ void prj_timers_stop(prj_svc *p)
     /* the kit stops the task before stop() runs: only the connection is left */
     spdb_destroy(p->timer_db);
     p->timer_db = NULL;
-    spredis_destroy(p->timer_redis);
-    p->timer_redis = NULL;
 }
