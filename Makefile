@@ -6,7 +6,7 @@ TST   := build/test
 FUZ   := build/fuzz
 SP_FUZZ_SECONDS ?= 300
 
-.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean bench openapi
+.PHONY: all deps build build-test run test unit integration fuzz fmt lint clean bench bench-ingest openapi
 
 all: build
 
@@ -42,10 +42,15 @@ fuzz:
 	cmake --build $(FUZ) --target fuzzers -j $(JOBS)
 	@cd $(FUZ) && ctest --output-on-failure -j 2 -L fuzz
 
-# The request path against a minimal CivetWeb handler in the same run (bench/run.sh):
-# its own release build (build/bench) and stack (other ports, build/bench/var); not in `test`.
+# The request path against a minimal CivetWeb handler in the same run (bench/run.sh), then
+# ingest end to end against its PostgreSQL and JetStream ceilings (bench/ingest.sh): each
+# its own release build (build/bench) and stack (other ports, build/bench/var*); not in `test`.
 bench:
 	@bench/run.sh
+	@bench/ingest.sh
+
+bench-ingest:
+	@bench/ingest.sh
 
 # docs/openapi.json: the document the gateway builds from its route table, the protobuf
 # descriptors and docs/openapi-notes.json (make test fails while the two differ)

@@ -13,7 +13,7 @@
 // environment: SP_BASE_URL, SP_NATS_URL, SP_NATS_USER, SP_NATS_PASSWORD, SP_ADMIN_EMAIL,
 //   SP_ADMIN_PASSWORD, SP_ESTABLISHMENT_ID, SP_CLIENT_ID, SP_PROTO_DIR, BENCH_CAMERAS (16),
 //   BENCH_BATCH (100), BENCH_INGEST_S (30), BENCH_RATE (2000), BENCH_RATE_BATCH (10),
-//   BENCH_LATENCY_S (20).
+//   BENCH_LATENCY_S (20), BENCH_DRAIN_S (600: the longest wait for the projection to catch up).
 import { connect } from "@nats-io/transport-node";
 import protobuf from "protobufjs";
 import { randomUUID } from "node:crypto";
@@ -92,6 +92,9 @@ const nc = await connect({
 });
 const sent = new Map(); // eventId -> when its POST started (ms)
 const latencies = [];
+const postLat = []; // the POSTs' own answer time (202)
+const toApplied = []; // POST to the projection's transaction (recordedAt): the rest is its commit and outbox
+const clockSkew = now() - Date.now(); // now() (monotonic since start) against the wall clock
 let received = 0;
 let lastReceived = 0;
 let measureFrom = Infinity;
@@ -105,7 +108,11 @@ const sub = nc.subscribe(`sp.slot-status.v1.${env.SP_CLIENT_ID}.>`);
     sent.delete(c.eventId);
     received++;
     lastReceived = t;
-    if (at >= measureFrom) latencies.push(t - at);
+    if (at >= measureFrom) {
+      latencies.push(t - at);
+      const rec = Number(c.recordedAt) / 1000; // us -> ms: when the projection applied it
+      toApplied.push(rec - (at - clockSkew)); // on the wall clock, as recordedAt
+    }
   }
 })();
 await nc.flush();
@@ -152,11 +159,15 @@ async function post(c, b) {
     return;
   }
   posted += b.ids.length;
+  if (t0 >= measureFrom) postLat.push(now() - t0);
 }
 
-// Waits until no change has arrived for 2 s (at most 60 s): the projection has caught up.
+// Waits until no change has arrived for 2 s (at most DRAIN_S): the projection has caught
+// up with what ingest accepted (faster than the projection applies it: SP_EVENTS holds the
+// difference).
+const DRAIN_S = Number(env.BENCH_DRAIN_S || 600);
 async function drain() {
-  const until = now() + 60000;
+  const until = now() + DRAIN_S * 1000;
   let last = -1;
   while (now() < until) {
     await sleep(500);
@@ -217,6 +228,7 @@ await Promise.all(
 await Promise.all(inflight);
 await drain();
 latencies.sort((a, b) => a - b);
+if (latencies.length === 0) throw new Error("no change of the latency phase arrived");
 const q = (p) => Number(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))].toFixed(2));
 const lat = {
   rate: RATE,
@@ -231,6 +243,10 @@ const lat = {
   p90_ms: q(0.9),
   p99_ms: q(0.99),
   max_ms: Number(latencies[latencies.length - 1].toFixed(2)),
+  post_p50_ms: Number(postLat.sort((a, b) => a - b)[Math.floor(0.5 * postLat.length)].toFixed(2)),
+  post_p99_ms: Number(postLat[Math.floor(0.99 * postLat.length)].toFixed(2)),
+  applied_p50_ms: Number(toApplied.sort((a, b) => a - b)[Math.floor(0.5 * toApplied.length)].toFixed(2)),
+  applied_p99_ms: Number(toApplied[Math.floor(0.99 * toApplied.length)].toFixed(2)),
   lost: sent.size,
 };
 log(`latency: ${JSON.stringify(lat)}`);

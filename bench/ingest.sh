@@ -180,7 +180,10 @@ md += ['| figure | events/s | ratio |', '|---|---:|---:|',
        f'Latency at {lat["rate"]} events/s (batches of {lat["batch"]}, {lat["seconds"]} s, '
        f'{lat["measured"]} events measured, {lat["lost"]} lost), POST to SlotStatusChanged at '
        f'a NATS subscriber: p50 {lat["p50_ms"]} ms, p90 {lat["p90_ms"]} ms, p99 '
-       f'{lat["p99_ms"]} ms, max {lat["max_ms"]} ms.', '',
+       f'{lat["p99_ms"]} ms, max {lat["max_ms"]} ms; of it, the POST\'s own answer (202): p50 '
+       f'{lat["post_p50_ms"]} ms, p99 {lat["post_p99_ms"]} ms, and from the POST to the '
+       f'projection\'s transaction (the change\'s recordedAt): p50 {lat["applied_p50_ms"]} ms, '
+       f'p99 {lat["applied_p99_ms"]} ms.', '',
        'Peak RSS (MiB): ' + ', '.join(f'{k} {v}' for k, v in rss.items()) + '.', '',
        f'Bars: throughput >= 0.5 of the PostgreSQL ceiling: {met(bars["throughput"])}; '
        f'p50 <= 5 ms and p99 <= 25 ms: {met(bars["latency"])}; every service under 100 MiB: '
