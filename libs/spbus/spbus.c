@@ -1019,6 +1019,12 @@ sp_status spbus_js_publish_all(spbus_js_batch *jb, spbus_js_msg_out *msgs, size_
         natsMsg_Destroy(m); /* NULL once the library took it */
     }
     if (ns == NATS_OK) {
+        /* on the wire now, not after cnats' flusher's 1 ms wait: the caller waits for these
+         * acks (a camera's 202, the outbox's next batch) */
+        int64_t left = (until - sp_monotonic_us()) / 1000;
+        ns = natsConnection_FlushTimeout(jb->nc, left > 0 ? left : 1);
+    }
+    if (ns == NATS_OK) {
         int64_t left = (until - sp_monotonic_us()) / 1000;
         jsPubOptions po;
         jsPubOptions_Init(&po);
