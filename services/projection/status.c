@@ -175,16 +175,20 @@ static sp_status scoped_or_reply(spbus_req *req, spdb *db, const char *sql, cons
     return s;
 }
 
-/* Makes sure the lot of slot 'slot_id' is loaded (catalog tells which lot it is in). */
-static sp_status slot_loaded_or_reply(spbus_req *req, prj_svc *p, spdb *db, const char *slot_id)
+/* The live slot 'slot_id' in the caller's scope (scoped_or_reply), its lot loaded first
+ * when the projection holds no row of it (catalog tells which lot it is in). */
+static sp_status slot_scoped_or_reply(spbus_req *req, prj_svc *p, spdb *db, const char *slot_id)
 {
     PGresult *res = NULL;
     const char *sp[] = {slot_id};
     sp_status s = spdb_read(&res, db, sql_slot_client, 1, sp);
     if (s != SP_OK) return spsvc_db_error_reply(req, s, "slot_lookup");
-    int held = PQntuples(res);
+    if (PQntuples(res) == 1) {
+        s = spsvc_scope_or_reply(req, PQgetvalue(res, 0, 0), "slot not found");
+        PQclear(res);
+        return s;
+    }
     PQclear(res);
-    if (held == 1) return SP_OK;
     Sp__Catalog__V1__GetSlotRequest in = SP__CATALOG__V1__GET_SLOT_REQUEST__INIT;
     in.id = (char *)slot_id;
     ProtobufCMessage *out = NULL;
@@ -194,7 +198,9 @@ static sp_status slot_loaded_or_reply(spbus_req *req, prj_svc *p, spdb *db, cons
     if (s == SP_ERR_NOT_FOUND) return spsvc_fail(req, s, "slot not found");
     if (s != SP_OK) return lot_state_or_reply(req, PRJ_LOT_UNAVAILABLE, NULL);
     const Sp__Catalog__V1__SlotReply *slot = (const void *)out;
-    return lot_state_or_reply(req, prj_lot_ensure(p, db, slot->lot_id, true), "slot not found");
+    s = lot_state_or_reply(req, prj_lot_ensure(p, db, slot->lot_id, true), "slot not found");
+    if (s != SP_OK) return s;
+    return scoped_or_reply(req, db, sql_slot_client, slot_id, "slot not found");
 }
 
 static const char *sql_history =
@@ -240,8 +246,7 @@ static sp_status get_slot_history(spbus_req *req)
     if (s == SP_OK) s = spsvc_db_or_reply(&db, req);
     if (s == SP_OK && !spcrypto_uuid_valid(in->slot_id))
         s = spsvc_fail(req, SP_ERR_NOT_FOUND, "slot not found");
-    if (s == SP_OK) s = slot_loaded_or_reply(req, p, db, in->slot_id);
-    if (s == SP_OK) s = scoped_or_reply(req, db, sql_slot_client, in->slot_id, "slot not found");
+    if (s == SP_OK) s = slot_scoped_or_reply(req, p, db, in->slot_id);
     if (s == SP_OK) s = spsvc_page_or_reply(&pg, req, in->has_limit, in->limit, in->cursor);
     if (s == SP_OK && in->has_from && in->has_to && in->from >= in->to) {
         spsvc_fields f;

@@ -129,13 +129,6 @@ static Suite *integrator_suite(void)
 
 int main(void)
 {
-    E = sptest_start("integrator", SPTEST_ALL);
-    sptest_start_service(E, "auth", NULL);
-    sptest_start_service(E, "tenancy", NULL);
-    sptest_start_service(E, "catalog", NULL);
-    sptest_start_service(E, "ingest", NULL);
-    sptest_start_service(E, "projection", NULL);
-    static const char *const gw_env[] = {"SP_BUS_TIMEOUT_MS=15000", NULL};
-    sptest_start_service(E, "gateway", gw_env);
+    start_every_service("integrator", NULL, NULL);
     return run_suite_as_admin(integrator_suite(), NULL);
 }

@@ -175,13 +175,6 @@ static Suite *crash_suite(void)
 
 int main(void)
 {
-    E = sptest_start("projection_crash", SPTEST_ALL);
-    sptest_start_service(E, "auth", NULL);
-    sptest_start_service(E, "tenancy", NULL);
-    sptest_start_service(E, "catalog", NULL);
-    sptest_start_service(E, "ingest", NULL);
-    PROJECTION = sptest_start_service(E, "projection", NULL);
-    static const char *const gw_env[] = {"SP_BUS_TIMEOUT_MS=15000", NULL};
-    sptest_start_service(E, "gateway", gw_env);
+    start_every_service("projection_crash", NULL, &PROJECTION);
     return run_suite_as_admin(crash_suite(), NULL);
 }

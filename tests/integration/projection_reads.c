@@ -482,13 +482,6 @@ static Suite *reads_suite(void)
 
 int main(void)
 {
-    E = sptest_start("projection_reads", SPTEST_ALL);
-    sptest_start_service(E, "auth", NULL);
-    sptest_start_service(E, "tenancy", NULL);
-    sptest_start_service(E, "catalog", NULL);
-    sptest_start_service(E, "ingest", NULL);
-    sptest_start_service(E, "projection", NULL);
-    static const char *const gw_env[] = {"SP_BUS_TIMEOUT_MS=15000", NULL};
-    sptest_start_service(E, "gateway", gw_env);
+    start_every_service("projection_reads", NULL, NULL);
     return run_suite_as_admin(reads_suite(), NULL);
 }

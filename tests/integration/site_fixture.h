@@ -54,4 +54,21 @@ FIXTURE void fresh(char *out, size_t len, const char *tag, size_t max)
     snprintf(out, len, "%s", buf);
 }
 
+/* The harness with every service, the gateway last, as the suites of ingest and the
+ * projection run it: sets E; *ingest and *projection (either may be NULL) get those two,
+ * for a suite that stops or watches one. */
+FIXTURE void start_every_service(const char *suite, sptest_proc **ingest, sptest_proc **projection)
+{
+    E = sptest_start(suite, SPTEST_ALL);
+    sptest_start_service(E, "auth", NULL);
+    sptest_start_service(E, "tenancy", NULL);
+    sptest_start_service(E, "catalog", NULL);
+    sptest_proc *in = sptest_start_service(E, "ingest", NULL);
+    sptest_proc *pr = sptest_start_service(E, "projection", NULL);
+    static const char *const gw_env[] = {"SP_BUS_TIMEOUT_MS=15000", NULL};
+    sptest_start_service(E, "gateway", gw_env);
+    if (ingest != NULL) *ingest = in;
+    if (projection != NULL) *projection = pr;
+}
+
 #endif
